@@ -1,0 +1,58 @@
+# rstshim: `make` builds build/librstshim.so; `make test` runs every test;
+# `make demo` shows what it catches.  Missing packages are installed first
+# (as root) or named with the exact apt-get line.
+
+CC ?= gcc
+BUILD := build
+CFLAGS_COMMON := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Iinclude -pthread
+SHIM_CFLAGS := $(CFLAGS_COMMON) -fPIC -fvisibility=hidden -ftls-model=initial-exec
+SHIM_LDFLAGS := -shared -Wl,--version-script=shim/exports.map -Wl,--exclude-libs,ALL \
+                -Wl,-z,now -Wl,-z,noexecstack
+SHIM_LIBS := -l:libjansson.a -ldl
+
+SHIM_SOURCES := $(wildcard shim/*.c)
+SHIM_OBJECTS := $(SHIM_SOURCES:shim/%.c=$(BUILD)/shim/%.o) $(BUILD)/shim/vfork.o
+SHIM := $(BUILD)/librstshim.so
+
+# The pure modules, unit-tested without sockets.
+PURE_SOURCES := shim/verdict.c shim/format.c shim/config.c
+UNIT_TEST := $(BUILD)/tests/unit_tests
+
+.PHONY: all deps test test-unit test-build demo clean
+all: deps $(SHIM)
+
+deps:
+	@scripts/ensure-deps.sh build
+
+$(BUILD)/shim/%.o: shim/%.c $(wildcard include/*.h) | deps
+	@mkdir -p $(@D)
+	$(CC) $(SHIM_CFLAGS) -c $< -o $@
+
+$(BUILD)/shim/vfork.o: shim/vfork.S
+	@mkdir -p $(@D)
+	$(CC) -c $< -o $@
+
+$(SHIM): $(SHIM_OBJECTS) shim/exports.map
+	$(CC) $(SHIM_LDFLAGS) -o $@ $(SHIM_OBJECTS) $(SHIM_LIBS)
+
+$(UNIT_TEST): $(wildcard tests/unit/*.c) $(PURE_SOURCES) $(wildcard include/*.h) | deps
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_COMMON) -o $@ $(wildcard tests/unit/*.c) $(PURE_SOURCES)
+
+-include tests/scenario/scenario.mk
+-include tool/tool.mk
+-include demo/demo.mk
+
+test-unit: $(UNIT_TEST)
+	$(UNIT_TEST)
+
+test-build: $(SHIM)
+	tests/build/check-library.sh $(SHIM)
+
+test:
+	@scripts/ensure-deps.sh test
+	@$(MAKE) --no-print-directory all
+	tests/run-all.sh
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,100 @@
+/* The fd table: which fds of this process name a tracked TCP socket.
+ *
+ * Lookup is two array indexations with no lock, so the receive path and the
+ * close of an untracked fd cost a few nanoseconds.  The table is built of
+ * 1024-entry chunks allocated only where sockets live, so a process with
+ * fds near a limit of 1,048,576 pays for the chunks it uses, not the limit.
+ *
+ * One socket_record is shared by every fd that names the same socket in
+ * this process (dup, dup2, fcntl F_DUPFD); `refs` counts them.  Records are
+ * never returned to the system: a thread that looked a record up just before
+ * another thread released it writes into memory that is still a record
+ * (a stale `generation` tells it so), never into freed memory. */
+#ifndef RSTSHIM_FDTAB_H
+#define RSTSHIM_FDTAB_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define FDTAB_CHUNK_BITS 10
+#define FDTAB_CHUNK_SIZE (1u << FDTAB_CHUNK_BITS)
+#define FDTAB_CHUNKS 16384u /* fds below 16,777,216; Linux's nr_open default is 1,048,576 */
+#define FDTAB_MAX_FD (FDTAB_CHUNKS * FDTAB_CHUNK_SIZE)
+
+enum socket_role {
+    ROLE_NONE,      /* socket() only: neither connected nor listening yet */
+    ROLE_LISTENER,
+    ROLE_ACCEPTED,
+    ROLE_CONNECTED,
+};
+
+/* What the receive and send wrappers saw; set once, read at close. */
+enum {
+    SEEN_READ = 1u << 0,         /* a receive returned bytes */
+    SEEN_WROTE = 1u << 1,        /* a send returned bytes */
+    SEEN_RECV_TIMEOUT = 1u << 2, /* a blocking receive gave up under SO_RCVTIMEO */
+    SEEN_PEER_RESET = 1u << 3,   /* ECONNRESET/EPIPE already reported */
+};
+
+struct socket_record {
+    uint32_t refs;       /* fds of this process naming the socket (atomic) */
+    uint32_t generation; /* bumped at every reuse of this record (atomic) */
+    uint32_t seen;       /* SEEN_* bits (atomic, set with fetch_or once) */
+    uint8_t role;        /* enum socket_role */
+    uint8_t family;      /* AF_INET or AF_INET6 */
+    bool adopted;        /* inherited, received over SCM_RIGHTS, or first seen in accept */
+    bool shared_with_process; /* a fork or spawn gave another process this socket */
+    bool rcvtimeo_set;   /* SO_RCVTIMEO > 0 was set on it (or on its listener) */
+    int listen_fd;       /* accepted sockets: the listener's fd */
+    int backlog;         /* listeners: as requested */
+    uint64_t start_ns;   /* CLOCK_MONOTONIC at accept/connect; 0 when unknown */
+    uint64_t cookie;     /* SO_COOKIE, 0 until asked */
+    struct sockaddr_storage peer;
+    socklen_t peer_len;  /* 0: ask getpeername when a line needs it */
+    /* listeners: rate limit for accept_error lines (event loops retry EMFILE at once) */
+    uint64_t accept_error_ns;
+    uint32_t accept_errors_suppressed;
+    int accept_error_errno;
+    uint32_t next_free;  /* allocator's free list, by index */
+    uint32_t index;      /* this record's own index */
+};
+
+/* Records */
+struct socket_record *record_new(int family, enum socket_role role);
+void record_retain(struct socket_record *rec);
+/* Drops one fd's reference; returns the references left. */
+uint32_t record_drop(struct socket_record *rec);
+/* Returns the record to the allocator once no fd names it. */
+void record_free(struct socket_record *rec);
+
+/* The table */
+extern struct socket_record **fdtab_chunks[FDTAB_CHUNKS];
+
+/* The record for fd, or NULL when fd is not a tracked TCP socket. */
+static inline struct socket_record *fdtab_get(int fd)
+{
+    if (__builtin_expect((unsigned)fd >= FDTAB_MAX_FD, 0))
+        return 0;
+    struct socket_record **chunk =
+        __atomic_load_n(&fdtab_chunks[(unsigned)fd >> FDTAB_CHUNK_BITS], __ATOMIC_ACQUIRE);
+    if (!chunk)
+        return 0;
+    return __atomic_load_n(&chunk[(unsigned)fd & (FDTAB_CHUNK_SIZE - 1)], __ATOMIC_ACQUIRE);
+}
+
+/* Installs rec at fd and returns what was there (a stale record whose fd was
+ * closed behind the shim's back), or NULL.  Fails (returns rec itself) only
+ * when fd is beyond the table or memory for a chunk cannot be had. */
+struct socket_record *fdtab_put(int fd, struct socket_record *rec);
+
+/* Removes and returns the record at fd (NULL when none).  A release path
+ * calls this before the real call, so an fd number reused at once by
+ * another thread's accept never finds this socket's record. */
+struct socket_record *fdtab_take(int fd);
+
+/* Calls fn for every tracked fd in [low, high], in increasing order. */
+void fdtab_for_each(int low, int high, void (*fn)(int fd, struct socket_record *rec, void *ctx),
+                    void *ctx);
+
+#endif

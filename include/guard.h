@@ -1,0 +1,46 @@
+/* One place decides whether a wrapper may run the shim's own code.
+ *
+ * A wrapper runs shim code only when the library is initialised and the
+ * calling thread is not already inside shim code.  The second rule keeps
+ * the shim's own work (malloc, jansson, opening the log) from re-entering a
+ * wrapper, and it makes a signal handler that interrupts shim code pass its
+ * calls straight through.  The guard is held only around shim code, never
+ * across the real call: a thread blocked in accept() or recv() must not
+ * turn a signal handler's close() into a pass-through.
+ *
+ * A vfork child shares the parent's memory; it holds the guard for its
+ * whole life (shim/vfork.S) so it never touches the parent's table. */
+#ifndef RSTSHIM_GUARD_H
+#define RSTSHIM_GUARD_H
+
+#include <stdbool.h>
+
+#define SHIM_HIDDEN __attribute__((visibility("hidden")))
+#define SHIM_EXPORT __attribute__((visibility("default")))
+#define SHIM_LIKELY(x) __builtin_expect(!!(x), 1)
+#define SHIM_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+extern bool shim_ready;
+extern __thread int shim_depth __attribute__((tls_model("initial-exec")));
+
+/* True when shim code may run now; the caller must then call guard_leave(). */
+static inline bool guard_enter(void)
+{
+    if (SHIM_UNLIKELY(!__atomic_load_n(&shim_ready, __ATOMIC_ACQUIRE)) || shim_depth)
+        return false;
+    shim_depth++;
+    return true;
+}
+
+/* Re-enter after the real call, on a path that already passed guard_enter(). */
+static inline void guard_reenter(void) { shim_depth++; }
+
+static inline void guard_leave(void) { shim_depth--; }
+
+/* For hot paths that only read the table: no state is changed. */
+static inline bool guard_open(void)
+{
+    return SHIM_LIKELY(__atomic_load_n(&shim_ready, __ATOMIC_ACQUIRE)) && !shim_depth;
+}
+
+#endif

@@ -1,0 +1,77 @@
+/* What the wrappers do to the table and the log, shared by every family of
+ * wrappers.  Callers hold the guard (guard.h). */
+#ifndef RSTSHIM_LIFECYCLE_H
+#define RSTSHIM_LIFECYCLE_H
+
+#include <stdbool.h>
+#include <sys/socket.h>
+
+#include "fdtab.h"
+#include "log.h"
+#include "verdict.h"
+
+/* ---- tracking ---- */
+
+/* A new record for fd (socket(), accept()); replaces a stale one. */
+struct socket_record *lifecycle_track(int fd, int family, enum socket_role role);
+/* Adopts fd if it is a TCP socket the process did not create through us
+ * (inherited, received, first seen as a listener).  NULL when not TCP. */
+struct socket_record *lifecycle_adopt(int fd);
+/* Gives fd a reference to rec (dup, dup2, F_DUPFD).  lifecycle_install()
+ * takes a reference the caller already counted with record_retain() before
+ * the real call, so a close racing the dup sees the socket as shared. */
+void lifecycle_share(int fd, struct socket_record *rec);
+void lifecycle_install(int fd, struct socket_record *rec);
+/* A fork or spawn handed sockets to another process: they are no longer
+ * this process's alone.  only_inheritable: skip FD_CLOEXEC ones (spawn). */
+void lifecycle_mark_shared(bool only_inheritable);
+
+/* ---- releasing: every way a socket leaves this process ---- */
+
+/* A release is read before the real call (afterwards the socket is gone)
+ * and finished after it. */
+struct release {
+    int fd;
+    struct socket_record *rec;
+    bool last;              /* no other fd of this process names the socket */
+    bool stale;             /* the fd was no longer this socket: say nothing */
+    struct logline line;    /* built before the call, written after it */
+};
+
+/* Takes fd out of the table (NULL rec: nothing tracked, returns false) and
+ * probes what the verdict needs; builds the line when it will be written. */
+bool release_begin(struct release *r, int fd, const char *via);
+/* released: the real call did release the fd.  Otherwise (it failed) the
+ * fd keeps its record and the line is dropped. */
+void release_end(struct release *r, bool released);
+
+/* Releases every tracked fd in [low, high] around one real call
+ * (close_range, closefrom, exec, exit). */
+struct release_set {
+    struct release *items;
+    unsigned count;
+};
+void release_set_begin(struct release_set *set, int low, int high, const char *via,
+                       bool cloexec_only);
+void release_set_end(struct release_set *set, bool released);
+/* exec: the lines must be written before the call, which never returns on
+ * success; release_set_end(set, false) then undoes a failed exec. */
+void release_set_write_now(struct release_set *set);
+
+/* ---- other events ---- */
+
+/* Adds local, peer (when with_peer) and cookie, asked of the kernel only
+ * when a line is actually written. */
+void socket_fields(struct logline *line, int fd, struct socket_record *rec, bool with_peer);
+
+void event_listen(int fd, struct socket_record *rec, int backlog);
+void event_accept(int listen_fd, int fd, struct socket_record *rec);
+void event_connect(int fd, struct socket_record *rec, bool in_progress);
+void event_linger(int fd, struct socket_record *rec, int onoff, int seconds);
+void event_rcvtimeo(int fd, struct socket_record *rec, long long timeout_ms);
+void event_peer_reset(int fd, struct socket_record *rec, int err, const char *call);
+void event_accept_error(int listen_fd, struct socket_record *listener, int err);
+void event_config_error(const char *variable, const char *value, const char *message);
+void event_exec_failed(int err);
+
+#endif

@@ -1,0 +1,128 @@
+/* Parsing of RSTSHIM_* values (see include/config.h). */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define IMMEDIATE_MS_DEFAULT 100
+#define IMMEDIATE_MS_MAX 3600000 /* an hour: beyond that "immediate" means nothing */
+
+static int add_problem(struct config_problem *problems, int count, const char *variable,
+                       const char *value, const char *message)
+{
+    if (count < CONFIG_MAX_PROBLEMS) {
+        problems[count].variable = variable;
+        problems[count].value = value;
+        problems[count].message = message;
+    }
+    return count + 1;
+}
+
+static const char *parse_log(const char *value, struct config *cfg)
+{
+    if (!strcmp(value, "stderr")) {
+        cfg->log_target = LOG_TO_STDERR;
+        return NULL;
+    }
+    if (!strcmp(value, "stdout")) {
+        cfg->log_target = LOG_TO_STDOUT;
+        return NULL;
+    }
+    if (value[0] == '\0')
+        return "empty path; logging to stderr";
+    if (strlen(value) >= sizeof cfg->log_path)
+        return "path too long; logging to stderr";
+    if (strchr(value, '\n'))
+        return "path contains a newline; logging to stderr";
+    cfg->log_target = LOG_TO_FILE;
+    strcpy(cfg->log_path, value);
+    return NULL;
+}
+
+static const char *parse_events(const char *value, struct config *cfg)
+{
+    if (!strcmp(value, "all"))
+        cfg->flagged_only = false;
+    else if (!strcmp(value, "flagged"))
+        cfg->flagged_only = true;
+    else
+        return "expected \"all\" or \"flagged\"; using all";
+    return NULL;
+}
+
+static const char *parse_immediate_ms(const char *value, struct config *cfg)
+{
+    char *end;
+    errno = 0;
+    long long ms = strtoll(value, &end, 10);
+    if (value[0] < '0' || value[0] > '9' || *end || errno)
+        return "expected a whole number of milliseconds; using 100";
+    if (ms > IMMEDIATE_MS_MAX)
+        return "larger than 3600000 ms; using 100";
+    cfg->immediate_ms = ms;
+    return NULL;
+}
+
+static const char *parse_tag(const char *value, struct config *cfg)
+{
+    if (strlen(value) >= sizeof cfg->tag)
+        return "longer than 127 bytes; no tag";
+    strcpy(cfg->tag, value);
+    return NULL;
+}
+
+int config_parse(const char *log, const char *events, const char *immediate_ms, const char *tag,
+                 struct config *cfg, struct config_problem problems[CONFIG_MAX_PROBLEMS])
+{
+    static const struct {
+        const char *variable;
+        const char *(*parse)(const char *, struct config *);
+    } parsers[] = {
+        {"RSTSHIM_LOG", parse_log},
+        {"RSTSHIM_EVENTS", parse_events},
+        {"RSTSHIM_IMMEDIATE_MS", parse_immediate_ms},
+        {"RSTSHIM_TAG", parse_tag},
+    };
+    const char *values[] = {log, events, immediate_ms, tag};
+    int count = 0;
+
+    memset(cfg, 0, sizeof *cfg);
+    cfg->log_target = LOG_TO_STDERR;
+    cfg->immediate_ms = IMMEDIATE_MS_DEFAULT;
+    for (unsigned i = 0; i < sizeof parsers / sizeof parsers[0]; i++) {
+        if (!values[i])
+            continue;
+        const char *message = parsers[i].parse(values[i], cfg);
+        if (message)
+            count = add_problem(problems, count, parsers[i].variable, values[i], message);
+    }
+    return count;
+}
+
+int config_expand_path(const char *pattern, long pid, char *out, unsigned long out_size)
+{
+    unsigned long at = 0;
+    for (const char *p = pattern; *p; p++) {
+        char piece[24];
+        const char *text = piece;
+        if (p[0] == '%' && p[1] == 'p') {
+            snprintf(piece, sizeof piece, "%ld", pid);
+            p++;
+        } else if (p[0] == '%' && p[1] == '%') {
+            strcpy(piece, "%");
+            p++;
+        } else {
+            piece[0] = *p;
+            piece[1] = '\0';
+        }
+        unsigned long n = strlen(text);
+        if (at + n >= out_size)
+            return -1;
+        memcpy(out + at, text, n);
+        at += n;
+    }
+    out[at] = '\0';
+    return 0;
+}

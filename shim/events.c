@@ -1,0 +1,148 @@
+/* Lines for every event but close (close is in release.c). */
+#include <errno.h>
+#include <string.h>
+#include <sys/resource.h>
+
+#include "format.h"
+#include "lifecycle.h"
+#include "probe.h"
+#include "process.h"
+
+void socket_fields(struct logline *line, int fd, struct socket_record *rec, bool with_peer)
+{
+    struct sockaddr_storage local;
+    socklen_t local_len = probe_local(fd, &local);
+    logline_address(line, "local", (struct sockaddr *)&local, local_len);
+    if (with_peer) {
+        if (!rec->peer_len)
+            rec->peer_len = probe_peer(fd, &rec->peer);
+        logline_address(line, "peer", (struct sockaddr *)&rec->peer, rec->peer_len);
+    }
+    if (!rec->cookie)
+        rec->cookie = probe_cookie(fd);
+    logline_uint(line, "cookie", rec->cookie);
+}
+
+void event_listen(int fd, struct socket_record *rec, int backlog)
+{
+    struct logline line;
+    if (!logline_begin(&line, "listen", fd, false))
+        return;
+    socket_fields(&line, fd, rec, false);
+    logline_int(&line, "backlog", backlog);
+    logline_end(&line);
+}
+
+void event_accept(int listen_fd, int fd, struct socket_record *rec)
+{
+    struct logline line;
+    if (!logline_begin(&line, "accept", fd, false))
+        return;
+    socket_fields(&line, fd, rec, true);
+    logline_int(&line, "listen_fd", listen_fd);
+    logline_end(&line);
+}
+
+void event_connect(int fd, struct socket_record *rec, bool in_progress)
+{
+    struct logline line;
+    if (!logline_begin(&line, "connect", fd, false))
+        return;
+    socket_fields(&line, fd, rec, true);
+    logline_bool(&line, "in_progress", in_progress);
+    logline_end(&line);
+}
+
+void event_linger(int fd, struct socket_record *rec, int onoff, int seconds)
+{
+    unsigned flags = verdict_on_linger(onoff, seconds);
+    struct logline line;
+    if (!logline_begin(&line, "setsockopt", fd, flags != 0))
+        return;
+    socket_fields(&line, fd, rec, rec->role != ROLE_LISTENER);
+    logline_string(&line, "option", "SO_LINGER");
+    logline_flags(&line, "flags", flags);
+    logline_int(&line, "onoff", onoff);
+    logline_int(&line, "linger", seconds);
+    logline_end(&line);
+}
+
+void event_rcvtimeo(int fd, struct socket_record *rec, long long timeout_ms)
+{
+    struct logline line;
+    if (!logline_begin(&line, "setsockopt", fd, false))
+        return;
+    socket_fields(&line, fd, rec, rec->role != ROLE_LISTENER);
+    logline_string(&line, "option", "SO_RCVTIMEO");
+    logline_flags(&line, "flags", 0);
+    logline_int(&line, "timeout_ms", timeout_ms);
+    logline_end(&line);
+}
+
+void event_peer_reset(int fd, struct socket_record *rec, int err, const char *call)
+{
+    struct logline line;
+    char name[16];
+    if (!logline_begin(&line, "peer_reset", fd, true))
+        return;
+    socket_fields(&line, fd, rec, true);
+    logline_string(&line, "errno", format_errno_name(err, name));
+    logline_string(&line, "call", call);
+    logline_end(&line);
+}
+
+/* An event loop retries a failing accept at once, thousands of times a
+ * second: one line per listener per second at most, with a count. */
+#define ACCEPT_ERROR_INTERVAL_NS 1000000000ull
+
+void event_accept_error(int listen_fd, struct socket_record *listener, int err)
+{
+    uint64_t now = process_monotonic_ns();
+    if (listener && listener->accept_error_errno == err && listener->accept_error_ns &&
+        now - listener->accept_error_ns < ACCEPT_ERROR_INTERVAL_NS) {
+        __atomic_fetch_add(&listener->accept_errors_suppressed, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    uint32_t suppressed = 0;
+    if (listener) {
+        suppressed = __atomic_exchange_n(&listener->accept_errors_suppressed, 0, __ATOMIC_RELAXED);
+        listener->accept_error_errno = err;
+        listener->accept_error_ns = now;
+    }
+    struct logline line;
+    char name[16];
+    if (!logline_begin(&line, "accept_error", listen_fd, true))
+        return;
+    if (listener)
+        socket_fields(&line, listen_fd, listener, false);
+    logline_int(&line, "listen_fd", listen_fd);
+    logline_string(&line, "errno", format_errno_name(err, name));
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0)
+        logline_int(&line, "rlimit_nofile", (long long)limit.rlim_cur);
+    logline_int(&line, "suppressed", suppressed);
+    logline_end(&line);
+}
+
+void event_config_error(const char *variable, const char *value, const char *message)
+{
+    struct logline line;
+    char shown[1100];
+    if (!logline_begin(&line, "config_error", -1, true))
+        return;
+    format_printable(value, 256, shown, sizeof shown);
+    logline_string(&line, "variable", variable);
+    logline_string(&line, "value", shown);
+    logline_string(&line, "message", message);
+    logline_end(&line);
+}
+
+void event_exec_failed(int err)
+{
+    struct logline line;
+    char name[16];
+    if (!logline_begin(&line, "exec_failed", -1, true))
+        return;
+    logline_string(&line, "errno", format_errno_name(err, name));
+    logline_end(&line);
+}

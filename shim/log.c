@@ -1,0 +1,137 @@
+/* The log writer: opening the target, and one write(2) per line.
+ *
+ * Never stdio: the host may have its own FILE buffers on the same fd, and
+ * stdio takes locks a signal handler must not wait on. */
+#include "log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "guard.h"
+#include "real.h"
+
+static int log_target_fd = -1;
+static bool log_quiet = true;
+static bool log_flagged_only;
+static bool log_is_pipe; /* a pipe or socket: a gone reader must not SIGPIPE the host */
+
+/* Says, once per process, why the shim stopped logging. */
+static void say_going_quiet(const char *what, const char *path, int err)
+{
+    char message[512];
+    int n = snprintf(message, sizeof message, "rstshim: %s %s: %s; rstshim logs nothing more\n",
+                     what, path, strerror(err));
+    if (n > (int)sizeof message - 1)
+        n = (int)sizeof message - 1;
+    if (n > 0)
+        (void)!REAL(write)(STDERR_FILENO, message, (size_t)n);
+}
+
+static void remember_fd_kind(int fd)
+{
+    struct stat st;
+    log_is_pipe = fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
+}
+
+static void open_file(const char *pattern)
+{
+    char path[CONFIG_PATH_MAX + 32];
+    if (config_expand_path(pattern, (long)getpid(), path, sizeof path) != 0) {
+        say_going_quiet("cannot open log", pattern, ENAMETOOLONG);
+        log_quiet = true;
+        return;
+    }
+    /* O_NOFOLLOW: a symlink planted at the log path is refused, not followed. */
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+    if (fd < 0) {
+        say_going_quiet("cannot open log", path, errno);
+        log_quiet = true;
+        return;
+    }
+    log_target_fd = fd;
+    log_quiet = false;
+    remember_fd_kind(fd);
+}
+
+void log_open(const struct config *cfg)
+{
+    log_flagged_only = cfg->flagged_only;
+    switch (cfg->log_target) {
+    case LOG_TO_STDERR:
+        log_target_fd = STDERR_FILENO;
+        log_quiet = false;
+        remember_fd_kind(log_target_fd);
+        break;
+    case LOG_TO_STDOUT:
+        log_target_fd = STDOUT_FILENO;
+        log_quiet = false;
+        remember_fd_kind(log_target_fd);
+        break;
+    case LOG_TO_FILE:
+        open_file(cfg->log_path);
+        break;
+    }
+}
+
+void log_after_fork_in_child(const struct config *cfg)
+{
+    if (cfg->log_target != LOG_TO_FILE || !strstr(cfg->log_path, "%p") || log_quiet)
+        return;
+    REAL(close)(log_target_fd);
+    log_target_fd = -1;
+    open_file(cfg->log_path);
+}
+
+bool log_wants(bool flagged)
+{
+    return !log_quiet && (flagged || !log_flagged_only);
+}
+
+int log_fd(void) { return log_quiet ? -1 : log_target_fd; }
+
+/* write(2) with SIGPIPE held back: a reader that went away must cost the
+ * host nothing but our silence.  Only pipes and sockets pay the extra calls. */
+static ssize_t write_without_sigpipe(int fd, const char *data, size_t len)
+{
+    sigset_t pipe_only, old;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+    sigset_t pending;
+    bool was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+    ssize_t n = REAL(write)(fd, data, len);
+    if (n < 0 && errno == EPIPE && !was_pending) {
+        int saved = errno;
+        struct timespec zero = {0, 0};
+        sigtimedwait(&pipe_only, NULL, &zero); /* swallow the SIGPIPE we caused */
+        errno = saved;
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return n;
+}
+
+void log_write_line(const char *data, size_t len)
+{
+    if (log_quiet)
+        return;
+    int fd = log_target_fd;
+    ssize_t n;
+    do
+        n = log_is_pipe ? write_without_sigpipe(fd, data, len) : REAL(write)(fd, data, len);
+    while (n < 0 && errno == EINTR);
+    if (n < 0 || (size_t)n != len) {
+        int err = n < 0 ? errno : ENOSPC;
+        /* One process, one message: whichever thread fails first says it. */
+        if (!__atomic_exchange_n(&log_quiet, true, __ATOMIC_ACQ_REL)) {
+            char name[32];
+            snprintf(name, sizeof name, "fd %d", fd);
+            say_going_quiet("cannot write log", name, err);
+        }
+    }
+}

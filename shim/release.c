@@ -1,0 +1,286 @@
+/* Tracking sockets, and releasing them: the close line and its verdict.
+ *
+ * A release reads the socket before the real call (after it the socket is
+ * gone) and writes the line after it, only when the call succeeded. */
+#include <errno.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "lifecycle.h"
+#include "probe.h"
+#include "process.h"
+
+/* ---- tracking ---- */
+
+struct socket_record *lifecycle_track(int fd, int family, enum socket_role role)
+{
+    struct socket_record *rec = record_new(family, role);
+    if (!rec)
+        return NULL;
+    struct socket_record *old = fdtab_put(fd, rec);
+    if (old == rec) { /* fd beyond the table */
+        record_free(rec);
+        return NULL;
+    }
+    /* A record already there is stale: its fd was closed behind our back
+     * (a raw syscall, io_uring).  Forget it quietly. */
+    if (old && record_drop(old) == 0)
+        record_free(old);
+    return rec;
+}
+
+struct socket_record *lifecycle_adopt(int fd)
+{
+    int family;
+    bool listening;
+    if (!probe_is_tcp(fd, &family, &listening))
+        return NULL;
+    struct socket_record *rec;
+    if (listening) {
+        rec = lifecycle_track(fd, family, ROLE_LISTENER);
+    } else {
+        /* Connected sockets handed to a server (inetd, SCM_RIGHTS) are
+         * almost always the server side of an accepted connection. */
+        rec = lifecycle_track(fd, family, ROLE_ACCEPTED);
+    }
+    if (rec)
+        rec->adopted = true;
+    return rec;
+}
+
+void lifecycle_install(int fd, struct socket_record *rec)
+{
+    struct socket_record *old = fdtab_put(fd, rec);
+    if (old == rec) { /* beyond the table, or fd already named it: drop the extra reference */
+        if (record_drop(rec) == 0)
+            record_free(rec);
+        return;
+    }
+    if (old && record_drop(old) == 0)
+        record_free(old); /* stale: closed behind our back */
+}
+
+void lifecycle_share(int fd, struct socket_record *rec)
+{
+    record_retain(rec);
+    lifecycle_install(fd, rec);
+}
+
+static void mark_one_shared(int fd, struct socket_record *rec, void *ctx)
+{
+    bool only_inheritable = *(bool *)ctx;
+    if (only_inheritable && probe_cloexec(fd) == 1)
+        return;
+    rec->shared_with_process = true;
+}
+
+void lifecycle_mark_shared(bool only_inheritable)
+{
+    fdtab_for_each(0, -1, mark_one_shared, &only_inheritable);
+}
+
+/* ---- the close verdict ---- */
+
+static const char *role_name(const struct socket_record *rec)
+{
+    switch (rec->role) {
+    case ROLE_LISTENER: return "listener";
+    case ROLE_ACCEPTED: return "accepted";
+    default: return "connected";
+    }
+}
+
+/* A received FIN is counted in tcpi_bytes_received but is not data. */
+static bool fin_received(int state)
+{
+    return state == TCP_CLOSE_WAIT || state == TCP_LAST_ACK || state == TCP_CLOSING ||
+           state == TCP_TIME_WAIT;
+}
+
+static long long bytes_read_from(const struct tcp_facts *tcp, long long unread)
+{
+    long long read = (long long)tcp->bytes_received - (unread > 0 ? unread : 0) -
+                     (fin_received(tcp->state) ? 1 : 0);
+    return read < 0 ? 0 : read;
+}
+
+static long long bytes_written_from(const struct tcp_facts *tcp)
+{
+    return (long long)(tcp->bytes_sent - tcp->bytes_retrans) + tcp->notsent_bytes;
+}
+
+/* Facts every close knows without asking the kernel. */
+static void facts_from_record(struct close_facts *f, const struct release *r)
+{
+    const struct socket_record *rec = r->rec;
+    memset(f, 0, sizeof *f);
+    f->listener = rec->role == ROLE_LISTENER;
+    f->accepted = rec->role == ROLE_ACCEPTED && !rec->adopted;
+    f->refs_left = r->last ? 0 : 1;
+    f->shared_with_process = rec->shared_with_process;
+    f->unread_bytes = -1;
+    f->linger_onoff = -1;
+    f->tcp_state = -1;
+    f->pending = -1;
+    f->age_ms = rec->start_ns ? (long long)((process_monotonic_ns() - rec->start_ns) / 1000000) : -1;
+    f->immediate_ms = shim_config.immediate_ms;
+    f->bytes_read = -1;
+    f->bytes_written = -1;
+    f->recv_timed_out = __atomic_load_n(&rec->seen, __ATOMIC_RELAXED) & SEEN_RECV_TIMEOUT;
+}
+
+static void build_line(struct release *r, const char *via, const struct close_facts *f,
+                       const struct close_verdict *v, const struct tcp_facts *tcp)
+{
+    struct socket_record *rec = r->rec;
+    struct logline *line = &r->line;
+    if (!logline_begin(line, "close", r->fd, v->flags != 0))
+        return;
+    logline_string(line, "via", via);
+    logline_string(line, "role", role_name(rec));
+    socket_fields(line, r->fd, rec, !f->listener);
+    if (f->listener)
+        logline_null(line, "peer");
+    if (f->unread_bytes >= 0)
+        logline_int(line, "unread_bytes", f->unread_bytes);
+    else
+        logline_null(line, "unread_bytes");
+    logline_flags(line, "flags", v->flags);
+    logline_tristate(line, "rst", v->rst);
+    if (f->listener) {
+        logline_int(line, "pending", f->pending >= 0 ? f->pending : 0);
+        logline_int(line, "backlog", rec->backlog);
+    } else {
+        if (rec->start_ns)
+            logline_real(line, "duration_ms",
+                         (double)(process_monotonic_ns() - rec->start_ns) / 1e6);
+        else
+            logline_null(line, "duration_ms");
+        if (tcp) {
+            logline_int(line, "bytes_read", f->bytes_read);
+            logline_int(line, "bytes_written", f->bytes_written);
+            logline_string(line, "state", verdict_state_name(tcp->state));
+            logline_int(line, "rtt_us", tcp->rtt_us);
+        }
+    }
+    if (f->linger_onoff > 0)
+        logline_int(line, "linger", f->linger_seconds);
+    if (rec->adopted)
+        logline_bool(line, "adopted", true);
+}
+
+bool release_begin(struct release *r, int fd, const char *via)
+{
+    memset(r, 0, sizeof *r);
+    r->fd = fd;
+    r->rec = fdtab_take(fd);
+    if (!r->rec)
+        return false;
+    r->last = record_drop(r->rec) == 0;
+    struct socket_record *rec = r->rec;
+
+    struct close_facts f;
+    facts_from_record(&f, r);
+    struct tcp_facts tcp;
+    bool have_tcp = false;
+
+    if (rec->role == ROLE_NONE) {
+        /* socket() and never connected nor listening: no TCP lifecycle to report. */
+        return true;
+    }
+    if (f.listener) {
+        if (r->last && !f.shared_with_process && probe_tcp_info(fd, &tcp))
+            f.pending = tcp.unacked;
+    } else {
+        f.unread_bytes = probe_unread(fd);
+        if (r->last && !f.shared_with_process) {
+            if (probe_linger(fd, &f.linger_onoff, &f.linger_seconds) == -ENOTSOCK) {
+                r->stale = true; /* the fd number now names something else */
+                return true;
+            }
+            uint32_t seen = __atomic_load_n(&rec->seen, __ATOMIC_RELAXED);
+            bool traffic = seen & (SEEN_READ | SEEN_WROTE);
+            if (verdict_needs_tcp_info(&f, traffic) || log_wants(false))
+                have_tcp = probe_tcp_info(fd, &tcp);
+            if (have_tcp) {
+                f.tcp_state = tcp.state;
+                f.bytes_read = bytes_read_from(&tcp, f.unread_bytes);
+                f.bytes_written = bytes_written_from(&tcp);
+            }
+        }
+    }
+    struct close_verdict v = verdict_on_close(&f);
+    build_line(r, via, &f, &v, have_tcp ? &tcp : NULL);
+    return true;
+}
+
+void release_end(struct release *r, bool released)
+{
+    if (!r->rec)
+        return;
+    if (!released) {
+        /* The call failed and the fd is still open: it keeps its record. */
+        logline_discard(&r->line);
+        lifecycle_share(r->fd, r->rec);
+        return;
+    }
+    if (r->stale)
+        logline_discard(&r->line);
+    else
+        logline_end(&r->line);
+    if (r->last)
+        record_free(r->rec);
+}
+
+/* ---- many at once ---- */
+
+struct collect {
+    struct release_set *set;
+    unsigned capacity;
+    const char *via;
+    bool cloexec_only;
+};
+
+static void collect_one(int fd, struct socket_record *rec, void *ctx)
+{
+    struct collect *c = ctx;
+    (void)rec;
+    if (c->cloexec_only && probe_cloexec(fd) != 1)
+        return;
+    if (c->set->count == c->capacity) {
+        unsigned capacity = c->capacity ? c->capacity * 2 : 16;
+        struct release *items = realloc(c->set->items, capacity * sizeof *items);
+        if (!items)
+            return; /* out of memory: this fd goes unreported, the host is unharmed */
+        c->set->items = items;
+        c->capacity = capacity;
+    }
+    if (release_begin(&c->set->items[c->set->count], fd, c->via))
+        c->set->count++;
+}
+
+void release_set_begin(struct release_set *set, int low, int high, const char *via,
+                       bool cloexec_only)
+{
+    struct collect c = {set, 0, via, cloexec_only};
+    set->items = NULL;
+    set->count = 0;
+    fdtab_for_each(low, high, collect_one, &c);
+}
+
+void release_set_end(struct release_set *set, bool released)
+{
+    for (unsigned i = 0; i < set->count; i++)
+        release_end(&set->items[i], released);
+    free(set->items);
+    set->items = NULL;
+    set->count = 0;
+}
+
+void release_set_write_now(struct release_set *set)
+{
+    for (unsigned i = 0; i < set->count; i++)
+        if (!set->items[i].stale)
+            logline_end(&set->items[i].line);
+}

@@ -1,0 +1,325 @@
+/* Wrappers that create, copy and release sockets.
+ *
+ * Every wrapper has one shape: enter the guard (not initialised or
+ * re-entered: plain real call) → look the fd up (untracked: real call, no
+ * syscall added) → read what must be read before the call → real call →
+ * save errno → update the table and log → restore errno → return. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/close_range.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdio_ext.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "guard.h"
+#include "lifecycle.h"
+#include "process.h"
+#include "real.h"
+
+static bool is_tcp_request(int domain, int type, int protocol)
+{
+    return (domain == AF_INET || domain == AF_INET6) && (type & 0xf) == SOCK_STREAM &&
+           (protocol == 0 || protocol == IPPROTO_TCP);
+}
+
+SHIM_EXPORT int socket(int domain, int type, int protocol)
+{
+    int fd = REAL(socket)(domain, type, protocol);
+    if (fd < 0 || !is_tcp_request(domain, type, protocol) || !guard_enter())
+        return fd;
+    int saved = errno;
+    lifecycle_track(fd, domain, ROLE_NONE);
+    guard_leave();
+    errno = saved;
+    return fd;
+}
+
+SHIM_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
+{
+    int ret = REAL(connect)(fd, addr, len);
+    if ((ret != 0 && errno != EINPROGRESS) || !guard_enter())
+        return ret;
+    int saved = errno;
+    struct socket_record *rec = fdtab_get(fd);
+    if (!rec && addr && (addr->sa_family == AF_INET || addr->sa_family == AF_INET6))
+        rec = lifecycle_adopt(fd); /* made before we loaded, or by a raw syscall */
+    if (rec && (rec->role == ROLE_NONE || (rec->adopted && !rec->start_ns))) {
+        rec->role = ROLE_CONNECTED;
+        rec->adopted = false;
+        rec->start_ns = process_monotonic_ns();
+        if (addr && len <= sizeof rec->peer) {
+            memcpy(&rec->peer, addr, len);
+            rec->peer_len = len;
+        }
+        event_connect(fd, rec, ret != 0);
+    }
+    guard_leave();
+    errno = saved;
+    return ret;
+}
+
+SHIM_EXPORT int listen(int fd, int backlog)
+{
+    int ret = REAL(listen)(fd, backlog);
+    if (ret != 0 || !guard_enter())
+        return ret;
+    int saved = errno;
+    struct socket_record *rec = fdtab_get(fd);
+    if (!rec)
+        rec = lifecycle_adopt(fd);
+    if (rec) {
+        rec->role = ROLE_LISTENER;
+        rec->backlog = backlog;
+        event_listen(fd, rec, backlog);
+    }
+    guard_leave();
+    errno = saved;
+    return ret;
+}
+
+/* accept() cannot take an fd when the process is out of them; the kernel
+ * keeps the connection queued and the peer waits (or gives up). */
+static bool is_resource_error(int err)
+{
+    return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+static void after_accept(int listen_fd, int fd, const struct sockaddr *addr, socklen_t given,
+                         const socklen_t *len, int err)
+{
+    struct socket_record *listener = fdtab_get(listen_fd);
+    if (!listener && (fd >= 0 || is_resource_error(err)))
+        listener = lifecycle_adopt(listen_fd); /* a listener first seen here */
+    if (!listener)
+        return;
+    if (fd < 0) {
+        if (is_resource_error(err))
+            event_accept_error(listen_fd, listener, err);
+        return;
+    }
+    struct socket_record *rec = lifecycle_track(fd, listener->family, ROLE_ACCEPTED);
+    if (!rec)
+        return;
+    rec->listen_fd = listen_fd;
+    rec->start_ns = process_monotonic_ns();
+    rec->rcvtimeo_set = listener->rcvtimeo_set; /* accepted sockets inherit it */
+    /* The peer address comes free with accept's own out-parameters. */
+    if (addr && len && *len <= given && *len <= sizeof rec->peer) {
+        memcpy(&rec->peer, addr, *len);
+        rec->peer_len = *len;
+    }
+    event_accept(listen_fd, fd, rec);
+}
+
+SHIM_EXPORT int accept4(int listen_fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+    socklen_t given = addr && len ? *len : 0;
+    int fd = REAL(accept4)(listen_fd, addr, len, flags);
+    if (!guard_enter())
+        return fd;
+    int saved = errno;
+    after_accept(listen_fd, fd, addr, given, len, saved);
+    guard_leave();
+    errno = saved;
+    return fd;
+}
+
+SHIM_EXPORT int accept(int listen_fd, struct sockaddr *addr, socklen_t *len)
+{
+    socklen_t given = addr && len ? *len : 0;
+    int fd = REAL(accept)(listen_fd, addr, len);
+    if (!guard_enter())
+        return fd;
+    int saved = errno;
+    after_accept(listen_fd, fd, addr, given, len, saved);
+    guard_leave();
+    errno = saved;
+    return fd;
+}
+
+/* ---- release ---- */
+
+/* A close fails to release the fd only when the fd was not open (EBADF);
+ * Linux releases it even when close() reports EINTR or EIO. */
+static bool close_released(int ret, int err) { return ret == 0 || err != EBADF; }
+
+SHIM_EXPORT int close(int fd)
+{
+    struct release r;
+    if (!guard_enter())
+        return REAL(close)(fd);
+    if (!release_begin(&r, fd, "close")) {
+        guard_leave();
+        return REAL(close)(fd);
+    }
+    guard_leave();
+    int ret = REAL(close)(fd);
+    int saved = errno;
+    guard_reenter();
+    release_end(&r, close_released(ret, saved));
+    guard_leave();
+    errno = saved;
+    return ret;
+}
+
+SHIM_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
+{
+    struct release_set set;
+    if ((flags & CLOSE_RANGE_CLOEXEC) || first > (unsigned)INT32_MAX || !guard_enter())
+        return REAL(close_range)(first, last, flags);
+    release_set_begin(&set, (int)first, last > (unsigned)INT32_MAX ? -1 : (int)last,
+                      "close_range", false);
+    guard_leave();
+    int ret = REAL(close_range)(first, last, flags);
+    int saved = errno;
+    guard_reenter();
+    release_set_end(&set, ret == 0);
+    guard_leave();
+    errno = saved;
+    return ret;
+}
+
+SHIM_EXPORT void closefrom(int low)
+{
+    struct release_set set;
+    if (low < 0 || !guard_enter()) {
+        REAL(closefrom)(low);
+        return;
+    }
+    release_set_begin(&set, low, -1, "close_range", false);
+    guard_leave();
+    int saved = errno;
+    REAL(closefrom)(low); /* cannot fail: it aborts the process instead */
+    guard_reenter();
+    release_set_end(&set, true);
+    guard_leave();
+    errno = saved;
+}
+
+SHIM_EXPORT int fclose(FILE *stream)
+{
+    struct release r;
+    if (!stream || !guard_enter())
+        return REAL(fclose)(stream);
+    int fd = fileno(stream);
+    struct socket_record *rec = fd >= 0 ? fdtab_get(fd) : NULL;
+    if (!rec) {
+        guard_leave();
+        return REAL(fclose)(stream);
+    }
+    /* fclose flushes buffered output first: that is writing, not an immediate close. */
+    if (__fpending(stream) > 0)
+        __atomic_fetch_or(&rec->seen, SEEN_WROTE, __ATOMIC_RELAXED);
+    bool tracked = release_begin(&r, fd, "fclose");
+    guard_leave();
+    int ret = REAL(fclose)(stream);
+    int saved = errno;
+    if (tracked) {
+        guard_reenter();
+        release_end(&r, close_released(ret, saved));
+        guard_leave();
+    }
+    errno = saved;
+    return ret;
+}
+
+/* ---- copies: dup, dup2, dup3, fcntl(F_DUPFD) ---- */
+
+/* Counts the new reference before the real call (see lifecycle_install). */
+static struct socket_record *copy_begin(int old_fd)
+{
+    struct socket_record *rec = fdtab_get(old_fd);
+    if (rec)
+        record_retain(rec);
+    return rec;
+}
+
+static void copy_end(struct socket_record *rec, int new_fd)
+{
+    if (!rec)
+        return;
+    if (new_fd >= 0)
+        lifecycle_install(new_fd, rec);
+    else if (record_drop(rec) == 0)
+        record_free(rec);
+}
+
+SHIM_EXPORT int dup(int old_fd)
+{
+    if (!guard_enter())
+        return REAL(dup)(old_fd);
+    struct socket_record *rec = copy_begin(old_fd);
+    guard_leave();
+    int new_fd = REAL(dup)(old_fd);
+    int saved = errno;
+    guard_reenter();
+    copy_end(rec, new_fd);
+    guard_leave();
+    errno = saved;
+    return new_fd;
+}
+
+/* dup2 and dup3 close new_fd first when it is open: a release via "dup2". */
+static int dup_onto(int old_fd, int new_fd, int flags, bool three)
+{
+    struct release r;
+    if (old_fd == new_fd || !guard_enter())
+        return three ? REAL(dup3)(old_fd, new_fd, flags) : REAL(dup2)(old_fd, new_fd);
+    struct socket_record *rec = copy_begin(old_fd);
+    bool releasing = release_begin(&r, new_fd, "dup2");
+    guard_leave();
+    int ret = three ? REAL(dup3)(old_fd, new_fd, flags) : REAL(dup2)(old_fd, new_fd);
+    int saved = errno;
+    guard_reenter();
+    if (releasing)
+        release_end(&r, ret >= 0);
+    copy_end(rec, ret);
+    guard_leave();
+    errno = saved;
+    return ret;
+}
+
+SHIM_EXPORT int dup2(int old_fd, int new_fd) { return dup_onto(old_fd, new_fd, 0, false); }
+
+SHIM_EXPORT int dup3(int old_fd, int new_fd, int flags)
+{
+    return dup_onto(old_fd, new_fd, flags, true);
+}
+
+static int fcntl_common(int (*real_fcntl)(int, int, ...), int fd, int cmd, void *arg)
+{
+    if ((cmd != F_DUPFD && cmd != F_DUPFD_CLOEXEC) || !guard_enter())
+        return real_fcntl(fd, cmd, arg);
+    struct socket_record *rec = copy_begin(fd);
+    guard_leave();
+    int new_fd = real_fcntl(fd, cmd, arg);
+    int saved = errno;
+    guard_reenter();
+    copy_end(rec, new_fd);
+    guard_leave();
+    errno = saved;
+    return new_fd;
+}
+
+/* The third argument is an int or a pointer; on x86-64 both travel in the
+ * same register, so passing it on as a pointer is exact. */
+SHIM_EXPORT int fcntl(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    return fcntl_common(REAL(fcntl), fd, cmd, arg);
+}
+
+SHIM_EXPORT int fcntl64(int fd, int cmd, ...)
+{
+    va_list ap;
+    va_start(ap, cmd);
+    void *arg = va_arg(ap, void *);
+    va_end(ap);
+    return fcntl_common(REAL(fcntl64), fd, cmd, arg);
+}

@@ -1,0 +1,52 @@
+/* setsockopt: the options that decide how a close ends. */
+#include <errno.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include "guard.h"
+#include "lifecycle.h"
+#include "real.h"
+
+#ifndef SO_RCVTIMEO_NEW
+#define SO_RCVTIMEO_NEW 66
+#endif
+#ifndef SO_RCVTIMEO_OLD
+#define SO_RCVTIMEO_OLD 20
+#endif
+
+static void after_linger(int fd, struct socket_record *rec, const void *value, socklen_t len)
+{
+    if (!value || len < (socklen_t)sizeof(struct linger))
+        return;
+    const struct linger *lg = value;
+    event_linger(fd, rec, lg->l_onoff, lg->l_linger);
+}
+
+/* On x86-64 both the old and the new option take a 64-bit seconds and
+ * microseconds pair, laid out as struct timeval. */
+static void after_rcvtimeo(int fd, struct socket_record *rec, const void *value, socklen_t len)
+{
+    if (!value || len < (socklen_t)sizeof(struct timeval))
+        return;
+    const struct timeval *tv = value;
+    rec->rcvtimeo_set = tv->tv_sec > 0 || tv->tv_usec > 0;
+    event_rcvtimeo(fd, rec, (long long)tv->tv_sec * 1000 + tv->tv_usec / 1000);
+}
+
+SHIM_EXPORT int setsockopt(int fd, int level, int name, const void *value, socklen_t len)
+{
+    int ret = REAL(setsockopt)(fd, level, name, value, len);
+    if (ret != 0 || level != SOL_SOCKET ||
+        (name != SO_LINGER && name != SO_RCVTIMEO_OLD && name != SO_RCVTIMEO_NEW) ||
+        !guard_enter())
+        return ret;
+    int saved = errno;
+    struct socket_record *rec = fdtab_get(fd);
+    if (rec && name == SO_LINGER)
+        after_linger(fd, rec, value, len);
+    else if (rec)
+        after_rcvtimeo(fd, rec, value, len);
+    guard_leave();
+    errno = saved;
+    return ret;
+}

@@ -1,0 +1,220 @@
+/* Receive and send wrappers: the hot path.
+ *
+ * For an untracked fd (a file, a pipe, a UNIX socket) the cost is one table
+ * lookup.  For a tracked socket, a few bits remember what the verdict at
+ * close needs (did the application read or write; did a receive time out)
+ * and ECONNRESET/EPIPE become a peer_reset line.  No lock, no allocation,
+ * no syscall on the common path. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "guard.h"
+#include "lifecycle.h"
+#include "real.h"
+
+struct traffic {
+    struct socket_record *rec;
+    uint32_t generation; /* to notice a record reused by another socket meanwhile */
+};
+
+static inline struct traffic traffic_lookup(int fd)
+{
+    struct traffic t = {0, 0};
+    if (guard_open()) {
+        t.rec = fdtab_get(fd);
+        if (t.rec)
+            t.generation = __atomic_load_n(&t.rec->generation, __ATOMIC_ACQUIRE);
+    }
+    return t;
+}
+
+static inline void mark_seen(struct socket_record *rec, uint32_t bit)
+{
+    if (!(__atomic_load_n(&rec->seen, __ATOMIC_RELAXED) & bit))
+        __atomic_fetch_or(&rec->seen, bit, __ATOMIC_RELAXED);
+}
+
+static void report_peer_reset(int fd, struct traffic t, int err, const char *call)
+{
+    if (__atomic_fetch_or(&t.rec->seen, SEEN_PEER_RESET, __ATOMIC_RELAXED) & SEEN_PEER_RESET)
+        return; /* once per socket: applications retry */
+    if (!guard_enter())
+        return;
+    event_peer_reset(fd, t.rec, err, call);
+    guard_leave();
+}
+
+/* EAGAIN from a blocking socket with SO_RCVTIMEO is a receive timeout.
+ * Asked only on sockets that set SO_RCVTIMEO, where EAGAIN is rare. */
+static bool timed_out(int fd, struct socket_record *rec, int msg_flags)
+{
+    if (!rec->rcvtimeo_set || (msg_flags & MSG_DONTWAIT))
+        return false;
+    int flags = REAL(fcntl)(fd, F_GETFL);
+    return flags >= 0 && !(flags & O_NONBLOCK);
+}
+
+static void after_failed_transfer(int fd, struct traffic t, int err, int msg_flags,
+                                  const char *call, bool receiving)
+{
+    if (err == ECONNRESET || err == EPIPE)
+        report_peer_reset(fd, t, err, call);
+    else if (receiving && (err == EAGAIN || err == EWOULDBLOCK) && timed_out(fd, t.rec, msg_flags))
+        mark_seen(t.rec, SEEN_RECV_TIMEOUT);
+}
+
+static inline void after_transfer(int fd, struct traffic t, ssize_t n, int msg_flags,
+                                  const char *call, bool receiving)
+{
+    if (SHIM_LIKELY(!t.rec))
+        return;
+    if (__atomic_load_n(&t.rec->generation, __ATOMIC_ACQUIRE) != t.generation)
+        return; /* closed and reused meanwhile: these bytes were another socket's */
+    if (n > 0) {
+        mark_seen(t.rec, receiving ? SEEN_READ : SEEN_WROTE);
+        return;
+    }
+    if (n < 0) {
+        int saved = errno;
+        after_failed_transfer(fd, t, saved, msg_flags, call, receiving);
+        errno = saved;
+    }
+}
+
+#define RECEIVED(fd, t, n, flags, call) after_transfer(fd, t, n, flags, call, true)
+#define SENT(fd, t, n, flags, call) after_transfer(fd, t, n, flags, call, false)
+
+SHIM_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
+{
+    struct traffic t = traffic_lookup(fd);
+    ssize_t n = REAL(recv)(fd, buf, len, flags);
+    RECEIVED(fd, t, n, flags, "recv");
+    return n;
+}
+
+SHIM_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags)
+{
+    struct traffic t = traffic_lookup(fd);
+    ssize_t n = REAL(__recv_chk)(fd, buf, len, buflen, flags);
+    RECEIVED(fd, t, n, flags, "recv");
+    return n;
+}
+
+SHIM_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
+                             socklen_t *addr_len)
+{
+    struct traffic t = traffic_lookup(fd);
+    ssize_t n = REAL(recvfrom)(fd, buf, len, flags, addr, addr_len);
+    RECEIVED(fd, t, n, flags, "recvfrom");
+    return n;
+}
+
+SHIM_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
+                                   struct sockaddr *addr, socklen_t *addr_len)
+{
+    struct traffic t = traffic_lookup(fd);
+    ssize_t n = REAL(__recvfrom_chk)(fd, buf, len, buflen, flags, addr, addr_len);
+    RECEIVED(fd, t, n, flags, "recvfrom");
+    return n;
+}
+
+/* fds passed over a UNIX socket with SCM_RIGHTS may be TCP sockets. */
+static void adopt_received_fds(struct msghdr *msg)
+{
+    if (!guard_enter())
+        return;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        const unsigned char *data = CMSG_DATA(c);
+        for (size_t i = 0; i < count; i++) {
+            int fd;
+            __builtin_memcpy(&fd, data + i * sizeof fd, sizeof fd);
+            lifecycle_adopt(fd);
+        }
+    }
+    guard_leave();
+}
+
+SHIM_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
+{
+    struct traffic t = traffic_lookup(fd);
+    ssize_t n = REAL(recvmsg)(fd, msg, flags);
+    if (n >= 0 && msg && msg->msg_control && msg->msg_controllen >= sizeof(struct cmsghdr)) {
+        int saved = errno;
+        adopt_received_fds(msg);
+        errno = saved;
+    }
+    RECEIVED(fd, t, n, flags, "recvmsg");
+    return n;
+}
+
+SHIM_EXPORT ssize_t read(int fd, void *buf, size_t len)
+{
+    struct traffic t = traffic_lookup(fd);
+    ssize_t n = REAL(read)(fd, buf, len);
+    RECEIVED(fd, t, n, 0, "read");
+    return n;
+}
+
+SHIM_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
+{
+    struct traffic t = traffic_lookup(fd);
+    ssize_t n = REAL(__read_chk)(fd, buf, len, buflen);
+    RECEIVED(fd, t, n, 0, "read");
+    return n;
+}
+
+SHIM_EXPORT ssize_t readv(int fd, const struct iovec *iov, int count)
+{
+    struct traffic t = traffic_lookup(fd);
+    ssize_t n = REAL(readv)(fd, iov, count);
+    RECEIVED(fd, t, n, 0, "readv");
+    return n;
+}
+
+SHIM_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
+{
+    struct traffic t = traffic_lookup(fd);
+    ssize_t n = REAL(send)(fd, buf, len, flags);
+    SENT(fd, t, n, flags, "send");
+    return n;
+}
+
+SHIM_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
+                           const struct sockaddr *addr, socklen_t addr_len)
+{
+    struct traffic t = traffic_lookup(fd);
+    ssize_t n = REAL(sendto)(fd, buf, len, flags, addr, addr_len);
+    SENT(fd, t, n, flags, "sendto");
+    return n;
+}
+
+SHIM_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+    struct traffic t = traffic_lookup(fd);
+    ssize_t n = REAL(sendmsg)(fd, msg, flags);
+    SENT(fd, t, n, flags, "sendmsg");
+    return n;
+}
+
+SHIM_EXPORT ssize_t write(int fd, const void *buf, size_t len)
+{
+    struct traffic t = traffic_lookup(fd);
+    ssize_t n = REAL(write)(fd, buf, len);
+    SENT(fd, t, n, 0, "write");
+    return n;
+}
+
+SHIM_EXPORT ssize_t writev(int fd, const struct iovec *iov, int count)
+{
+    struct traffic t = traffic_lookup(fd);
+    ssize_t n = REAL(writev)(fd, iov, count);
+    SENT(fd, t, n, 0, "writev");
+    return n;
+}
