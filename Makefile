@@ -4,6 +4,7 @@
 
 CC ?= gcc
 BUILD := build
+.DEFAULT_GOAL := all
 CFLAGS_COMMON := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Iinclude -pthread
 SHIM_CFLAGS := $(CFLAGS_COMMON) -fPIC -fvisibility=hidden -ftls-model=initial-exec
 SHIM_LDFLAGS := -shared -Wl,--version-script=shim/exports.map -Wl,--exclude-libs,ALL \
@@ -18,8 +19,20 @@ SHIM := $(BUILD)/librstshim.so
 PURE_SOURCES := shim/verdict.c shim/format.c shim/config.c
 UNIT_TEST := $(BUILD)/tests/unit_tests
 
-.PHONY: all deps test test-unit test-build demo clean
+# Hosts for the shim's own tests (tests/shim/).
+SHIM_TEST_BINARIES := $(BUILD)/tests/shim_calls $(BUILD)/tests/libearly.so
+$(BUILD)/tests/shim_calls: tests/shim/calls.c | deps
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_COMMON) -o $@ $<
+$(BUILD)/tests/libearly.so: tests/shim/early.c | deps
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_COMMON) -fPIC -shared -o $@ $<
+
+.PHONY: all deps test test-binaries test-unit test-build demo clean
 all: deps $(SHIM)
+
+# Everything the tests run.
+test-binaries: $(SHIM) $(UNIT_TEST) $(SHIM_TEST_BINARIES)
 
 deps:
 	@scripts/ensure-deps.sh build
@@ -51,7 +64,7 @@ test-build: $(SHIM)
 
 test:
 	@scripts/ensure-deps.sh test
-	@$(MAKE) --no-print-directory all
+	@$(MAKE) --no-print-directory test-binaries
 	tests/run-all.sh
 
 clean:

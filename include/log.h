@@ -25,8 +25,15 @@ bool log_wants(bool flagged);
  * the shim goes quiet and says why, once. */
 void log_write_line(const char *data, size_t len);
 
-/* The fd the log writes to, or -1 (for the daemon-closes-every-fd case). */
+/* The fd the log writes to, or -1. */
 int log_fd(void);
+
+/* Whether fd is the log file the shim opened itself.  Such an fd does not
+ * exist for the host: its close() gets EBADF as it would without the shim
+ * (daemons close every fd at start), and a dup2() onto it first moves the
+ * log elsewhere (log_move_away_from). */
+bool log_owns_fd(int fd);
+void log_move_away_from(int fd);
 
 /* ---- building one line ----
  * logline_begin() adds the common fields; the others add one field each;

@@ -5,7 +5,7 @@
 set -u
 need=()
 have_header() { [ -e "/usr/include/$1" ] || [ -e "/usr/include/x86_64-linux-gnu/$1" ]; }
-have_lib() { ls /usr/lib/*/"$1" /usr/lib/"$1" >/dev/null 2>&1; }
+have_lib() { compgen -G "/usr/lib/*/$1" >/dev/null || [ -e "/usr/lib/$1" ]; }
 
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
 command -v make >/dev/null 2>&1 || need+=(make)

@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -17,6 +18,7 @@
 #include "real.h"
 
 static int log_target_fd = -1;
+static bool log_owns_target; /* a file the shim opened, not the host's stderr/stdout */
 static bool log_quiet = true;
 static bool log_flagged_only;
 static bool log_is_pipe; /* a pipe or socket: a gone reader must not SIGPIPE the host */
@@ -39,6 +41,32 @@ static void remember_fd_kind(int fd)
     log_is_pipe = fstat(fd, &st) == 0 && (S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode));
 }
 
+/* The log file must not take an fd number the host expects to get (servers
+ * and tests rely on socket() returning the lowest free fd), so it moves to
+ * the highest free fd at or below 1023 (below the soft limit): high enough
+ * to be out of the way, low enough not to grow the kernel's fd table. */
+#define LOG_FD_CEILING 1023
+#define LOG_FD_TRIES 64
+
+static int move_out_of_the_way(int fd)
+{
+    struct rlimit limit;
+    long top = LOG_FD_CEILING;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY &&
+        (long)limit.rlim_cur - 1 < top)
+        top = (long)limit.rlim_cur - 1;
+    for (long target = top; target > fd && target > top - LOG_FD_TRIES; target--) {
+        if (REAL(fcntl)((int)target, F_GETFD) >= 0 || errno != EBADF)
+            continue; /* taken */
+        int moved = REAL(dup3)(fd, (int)target, O_CLOEXEC);
+        if (moved >= 0) {
+            REAL(close)(fd);
+            return moved;
+        }
+    }
+    return fd; /* no room up there: keep it where it is */
+}
+
 static void open_file(const char *pattern)
 {
     char path[CONFIG_PATH_MAX + 32];
@@ -54,9 +82,23 @@ static void open_file(const char *pattern)
         log_quiet = true;
         return;
     }
-    log_target_fd = fd;
+    log_target_fd = move_out_of_the_way(fd);
+    log_owns_target = true;
     log_quiet = false;
-    remember_fd_kind(fd);
+    remember_fd_kind(log_target_fd);
+}
+
+bool log_owns_fd(int fd) { return log_owns_target && fd == log_target_fd; }
+
+void log_move_away_from(int fd)
+{
+    if (!log_owns_fd(fd))
+        return;
+    int moved = REAL(fcntl)(fd, F_DUPFD_CLOEXEC, fd > 64 ? fd / 2 : 3);
+    if (moved >= 0) {
+        log_target_fd = moved;
+        REAL(close)(fd);
+    }
 }
 
 void log_open(const struct config *cfg)
@@ -85,6 +127,7 @@ void log_after_fork_in_child(const struct config *cfg)
         return;
     REAL(close)(log_target_fd);
     log_target_fd = -1;
+    log_owns_target = false;
     open_file(cfg->log_path);
 }
 

@@ -3,13 +3,17 @@
  * A release reads the socket before the real call (after it the socket is
  * gone) and writes the line after it, only when the call succeeded. */
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "lifecycle.h"
 #include "probe.h"
 #include "process.h"
+#include "real.h"
 
 /* ---- tracking ---- */
 
@@ -30,22 +34,62 @@ struct socket_record *lifecycle_track(int fd, int family, enum socket_role role)
     return rec;
 }
 
+/* Ports the kernel hands out to connect(): ip_local_port_range, read once. */
+static bool is_ephemeral_port(unsigned port)
+{
+    static int low = -1, high = -1;
+    if (low < 0) {
+        low = 32768;
+        high = 60999; /* the kernel's default */
+        int fd = open("/proc/sys/net/ipv4/ip_local_port_range", O_RDONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            char text[64] = {0};
+            if (REAL(read)(fd, text, sizeof text - 1) > 0)
+                sscanf(text, "%d %d", &low, &high);
+            REAL(close)(fd);
+        }
+    }
+    return (int)port >= low && (int)port <= high;
+}
+
+static unsigned port_of(const struct sockaddr_storage *ss, socklen_t len)
+{
+    if (ss->ss_family == AF_INET && len >= sizeof(struct sockaddr_in))
+        return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    if (ss->ss_family == AF_INET6 && len >= sizeof(struct sockaddr_in6))
+        return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+    return 0;
+}
+
+/* A connected socket handed to us (inetd, systemd, SCM_RIGHTS) was accepted
+ * by someone unless its own port is an ephemeral one and the peer's is not:
+ * then it is the client end of a connect(). */
+static enum socket_role role_of_handed_socket(int fd, struct socket_record *rec)
+{
+    struct sockaddr_storage local;
+    socklen_t local_len = probe_local(fd, &local);
+    rec->peer_len = probe_peer(fd, &rec->peer);
+    unsigned local_port = port_of(&local, local_len);
+    unsigned peer_port = port_of(&rec->peer, rec->peer_len);
+    if (local_port && peer_port && is_ephemeral_port(local_port) && !is_ephemeral_port(peer_port))
+        return ROLE_CONNECTED;
+    return ROLE_ACCEPTED;
+}
+
 struct socket_record *lifecycle_adopt(int fd)
 {
     int family;
     bool listening;
     if (!probe_is_tcp(fd, &family, &listening))
         return NULL;
-    struct socket_record *rec;
-    if (listening) {
-        rec = lifecycle_track(fd, family, ROLE_LISTENER);
-    } else {
-        /* Connected sockets handed to a server (inetd, SCM_RIGHTS) are
-         * almost always the server side of an accepted connection. */
-        rec = lifecycle_track(fd, family, ROLE_ACCEPTED);
-    }
-    if (rec)
-        rec->adopted = true;
+    struct socket_record *rec =
+        lifecycle_track(fd, family, listening ? ROLE_LISTENER : ROLE_ACCEPTED);
+    if (!rec)
+        return NULL;
+    rec->adopted = true;
+    rec->backlog = -1; /* unknown: the close line gives the kernel's effective one */
+    if (!listening)
+        rec->role = (uint8_t)role_of_handed_socket(fd, rec);
     return rec;
 }
 
@@ -150,7 +194,10 @@ static void build_line(struct release *r, const char *via, const struct close_fa
     logline_tristate(line, "rst", v->rst);
     if (f->listener) {
         logline_int(line, "pending", f->pending >= 0 ? f->pending : 0);
-        logline_int(line, "backlog", rec->backlog);
+        if (rec->backlog >= 0)
+            logline_int(line, "backlog", rec->backlog);
+        else
+            logline_null(line, "backlog");
     } else {
         if (rec->start_ns)
             logline_real(line, "duration_ms",
@@ -190,8 +237,11 @@ bool release_begin(struct release *r, int fd, const char *via)
         return true;
     }
     if (f.listener) {
-        if (r->last && !f.shared_with_process && probe_tcp_info(fd, &tcp))
+        if (r->last && !f.shared_with_process && probe_tcp_info(fd, &tcp)) {
             f.pending = tcp.unacked;
+            if (rec->backlog < 0)
+                rec->backlog = (int)tcp.sacked; /* adopted: the effective backlog */
+        }
     } else {
         f.unread_bytes = probe_unread(fd);
         if (r->last && !f.shared_with_process) {

@@ -151,6 +151,11 @@ SHIM_EXPORT int close(int fd)
     struct release r;
     if (!guard_enter())
         return REAL(close)(fd);
+    if (SHIM_UNLIKELY(log_owns_fd(fd))) {
+        guard_leave();
+        errno = EBADF;
+        return -1;
+    }
     if (!release_begin(&r, fd, "close")) {
         guard_leave();
         return REAL(close)(fd);
@@ -165,15 +170,30 @@ SHIM_EXPORT int close(int fd)
     return ret;
 }
 
+/* close_range() over the shim's own log fd closes the pieces around it. */
+static int close_range_sparing_log(unsigned int first, unsigned int last, int flags)
+{
+    int log = log_fd();
+    if (log < 0 || !log_owns_fd(log) || (unsigned)log < first || (unsigned)log > last)
+        return REAL(close_range)(first, last, flags);
+    int ret = 0;
+    if ((unsigned)log > first)
+        ret = REAL(close_range)(first, (unsigned)log - 1, flags);
+    if (ret == 0 && (unsigned)log < last)
+        ret = REAL(close_range)((unsigned)log + 1, last, flags);
+    return ret;
+}
+
 SHIM_EXPORT int close_range(unsigned int first, unsigned int last, int flags)
 {
     struct release_set set;
-    if ((flags & CLOSE_RANGE_CLOEXEC) || first > (unsigned)INT32_MAX || !guard_enter())
+    if ((flags & CLOSE_RANGE_CLOEXEC) || first > (unsigned)INT32_MAX || first > last ||
+        !guard_enter())
         return REAL(close_range)(first, last, flags);
     release_set_begin(&set, (int)first, last > (unsigned)INT32_MAX ? -1 : (int)last,
                       "close_range", false);
     guard_leave();
-    int ret = REAL(close_range)(first, last, flags);
+    int ret = close_range_sparing_log(first, last, flags);
     int saved = errno;
     guard_reenter();
     release_set_end(&set, ret == 0);
@@ -192,7 +212,10 @@ SHIM_EXPORT void closefrom(int low)
     release_set_begin(&set, low, -1, "close_range", false);
     guard_leave();
     int saved = errno;
-    REAL(closefrom)(low); /* cannot fail: it aborts the process instead */
+    if (log_owns_fd(log_fd()) && log_fd() >= low)
+        close_range_sparing_log((unsigned)low, ~0u, 0);
+    else
+        REAL(closefrom)(low); /* cannot fail: it aborts the process instead */
     guard_reenter();
     release_set_end(&set, true);
     guard_leave();
@@ -268,6 +291,7 @@ static int dup_onto(int old_fd, int new_fd, int flags, bool three)
     struct release r;
     if (old_fd == new_fd || !guard_enter())
         return three ? REAL(dup3)(old_fd, new_fd, flags) : REAL(dup2)(old_fd, new_fd);
+    log_move_away_from(new_fd);
     struct socket_record *rec = copy_begin(old_fd);
     bool releasing = release_begin(&r, new_fd, "dup2");
     guard_leave();

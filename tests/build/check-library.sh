@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Checks the built library itself: it exports exactly the interposed calls
+# (nothing of jansson or of our own internals), and needs nothing but glibc,
+# so it can be copied alone into any glibc container.
+set -u
+lib=${1:-build/librstshim.so}
+passed=0 failed=0
+pass() { echo "PASS $1"; passed=$((passed + 1)); }
+fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
+
+expected=$(sed 's,/\*.*\*/,,; /^\s*\*/d; /^\/\*/d' shim/exports.map | grep -oE '[A-Za-z_0-9]+;' | tr -d ';' | sort)
+exported=$(nm -D --defined-only "$lib" | awk '$2 ~ /^[TWiV]$/ {print $3}' | sed 's/@.*//' | sort)
+if [ "$expected" = "$exported" ]; then
+    pass "exports exactly the $(echo "$expected" | wc -l) interposed calls"
+else
+    fail "exports" "$(diff <(echo "$expected") <(echo "$exported") | tr '\n' ' ')"
+fi
+
+if nm -D "$lib" | grep -qiE ' json_|jansson'; then
+    fail "jansson hidden" "$(nm -D "$lib" | grep -iE ' json_' | head -3 | tr '\n' ' ')"
+else
+    pass "jansson linked in and hidden"
+fi
+
+needed=$(objdump -p "$lib" | awk '/NEEDED/ {print $2}' | sort | tr '\n' ' ')
+case "$needed" in
+    "libc.so.6 " | "libc.so.6 libdl.so.2 " | "ld-linux-x86-64.so.2 libc.so.6 ") pass "needs only glibc ($needed)" ;;
+    *) fail "needs only glibc" "NEEDED: $needed" ;;
+esac
+if ldd "$lib" | grep -q 'not found\|jansson'; then
+    fail "ldd" "$(ldd "$lib" | tr '\n' ' ')"
+else
+    pass "ldd resolves with glibc alone"
+fi
+
+# The library must not carry an executable stack or text relocations.
+if readelf -lW "$lib" | grep -q 'GNU_STACK.*RWE'; then
+    fail "no executable stack" "GNU_STACK is RWE"
+else
+    pass "no executable stack"
+fi
+if readelf -dW "$lib" | grep -q TEXTREL; then
+    fail "no text relocations" "TEXTREL present"
+else
+    pass "no text relocations"
+fi
+
+echo "build: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Runs every test suite, each printing "... N passed, N failed[, N skipped]"
+# as its last line, and sums them into one closing line.
+set -u
+cd "$(dirname "$0")/.."
+total_passed=0 total_failed=0 total_skipped=0 broken=()
+
+run_suite() {
+    local name=$1
+    shift
+    echo "=== $name"
+    local log
+    log=$(mktemp)
+    "$@" 2>&1 | tee "$log"
+    local status=${PIPESTATUS[0]}
+    local summary
+    summary=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+    rm -f "$log"
+    if [ -z "$summary" ]; then
+        echo "suite $name printed no summary (exit $status)"
+        broken+=("$name")
+        return
+    fi
+    local p f s
+    p=$(sed -E 's/.*[^0-9]?([0-9]+) passed.*/\1/' <<<"$summary")
+    f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$summary")
+    s=$(grep -oE '[0-9]+ skipped' <<<"$summary" | grep -oE '[0-9]+' || echo 0)
+    total_passed=$((total_passed + p))
+    total_failed=$((total_failed + f))
+    total_skipped=$((total_skipped + ${s:-0}))
+    if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then
+        echo "suite $name exited $status"
+        broken+=("$name")
+    fi
+}
+
+run_suite unit build/tests/unit_tests
+run_suite library tests/build/check-library.sh build/librstshim.so
+run_suite shim python3 tests/shim/test_shim.py
+if [ -f tests/scenario/scenario.mk ]; then
+    run_suite scenario make --no-print-directory test-scenario
+fi
+if [ -f tool/tool.mk ]; then
+    run_suite tool make --no-print-directory test-tool
+fi
+
+echo
+if [ ${#broken[@]} -gt 0 ]; then
+    echo "broken suites: ${broken[*]}"
+    total_failed=$((total_failed + ${#broken[@]}))
+fi
+echo "all: $total_passed passed, $total_failed failed, $total_skipped skipped"
+[ "$total_failed" -eq 0 ]

@@ -1,0 +1,273 @@
+#!/usr/bin/env python3
+"""The shim inside real processes, without root and without the wire.
+
+Each check runs build/tests/shim_calls (tests/shim/calls.c) or another host
+under LD_PRELOAD and asserts on what the host printed and what the shim
+logged.  The wire-level checks (RSTs captured on lo) are tests/scenario/.
+"""
+import glob
+import json
+import os
+import stat
+import subprocess
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SHIM = os.path.join(ROOT, "build", "librstshim.so")
+CALLS = os.path.join(ROOT, "build", "tests", "shim_calls")
+EARLY = os.path.join(ROOT, "build", "tests", "libearly.so")
+
+results = {"passed": 0, "failed": 0}
+
+
+def check(name, ok, why=""):
+    if ok:
+        results["passed"] += 1
+        print(f"PASS {name}")
+    else:
+        results["failed"] += 1
+        print(f"FAIL {name}: {why}")
+
+
+def run(args, env=None, preload=True, timeout=60):
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("RSTSHIM_")}
+    full_env.pop("LD_PRELOAD", None)
+    if preload:
+        full_env["LD_PRELOAD"] = preload if isinstance(preload, str) else SHIM
+    full_env.update(env or {})
+    return subprocess.run(args, env=full_env, capture_output=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)
+
+
+def read_lines(path):
+    """Every line must be one whole JSON object."""
+    lines = []
+    with open(path, "rb") as f:
+        for raw in f:
+            lines.append(json.loads(raw))
+    return lines
+
+
+def closes(lines):
+    return [l for l in lines if l["event"] == "close"]
+
+
+def test_errno_and_results_unchanged(tmp):
+    bare = run([CALLS, "errno"], preload=False)
+    for events in ("all", "flagged"):
+        log = os.path.join(tmp, f"errno-{events}.jsonl")
+        shimmed = run([CALLS, "errno"], env={"RSTSHIM_LOG": log, "RSTSHIM_EVENTS": events})
+        check(f"return values, errno and fd numbers unchanged ({events})",
+              bare.returncode == 0 and shimmed.stdout == bare.stdout
+              and shimmed.returncode == bare.returncode,
+              f"bare:\n{bare.stdout.decode()}\nshimmed:\n{shimmed.stdout.decode()}")
+    lines = read_lines(os.path.join(tmp, "errno-all.jsonl"))
+    vias = [(l["fd"], l["via"], l["flags"], l["rst"]) for l in closes(lines)]
+    # The copies share one record: the last close is the release.
+    check("dup copies are shared, the last close decides",
+          [v[1] for v in vias] == ["close", "dup2", "close", "close", "fclose", "close"]
+          and vias[0][2] == ["shared"] and vias[1][2] == ["shared"] and vias[2][2] == ["shared"]
+          and vias[3][2] == [] and vias[3][3] is False, str(vias))
+    check("a socket that never connected logs no close",
+          not any(l.get("role") == "connected" and l.get("peer") is None for l in closes(lines)),
+          str(vias))
+    flagged = read_lines(os.path.join(tmp, "errno-flagged.jsonl"))
+    check("flagged mode writes only lines with flags",
+          flagged and all(l.get("flags") for l in flagged), str(flagged))
+
+
+def test_config_errors(tmp):
+    log = os.path.join(tmp, "config.jsonl")
+    p = run([CALLS, "nothing"], env={"RSTSHIM_LOG": log, "RSTSHIM_EVENTS": "bogus",
+                                     "RSTSHIM_IMMEDIATE_MS": "12\xff\"ms"})
+    lines = read_lines(log)
+    errors = {l["variable"]: l for l in lines if l["event"] == "config_error"}
+    check("bad values give config_error lines and the host runs",
+          p.returncode == 0 and set(errors) == {"RSTSHIM_EVENTS", "RSTSHIM_IMMEDIATE_MS"}
+          and all(l["fd"] == -1 and l["message"] for l in errors.values()), str(lines))
+    check("a hostile value is escaped, not copied raw",
+          errors.get("RSTSHIM_IMMEDIATE_MS", {}).get("value") == "12\\xc3\\xbf\"ms", str(errors))
+
+
+def test_log_cannot_open(tmp):
+    bare = run([CALLS, "errno"], preload=False)
+    p = run([CALLS, "errno"], env={"RSTSHIM_LOG": os.path.join(tmp, "no", "such", "dir.log")})
+    err = p.stderr.decode()
+    check("an unopenable log is said once on stderr; the host is unchanged",
+          p.returncode == 0 and p.stdout == bare.stdout and err.count("rstshim:") == 1
+          and "cannot open log" in err, err)
+
+
+def test_log_file_properties(tmp):
+    pattern = os.path.join(tmp, "mode.%p.jsonl")
+    p1 = run([CALLS, "stale"], env={"RSTSHIM_LOG": pattern})
+    files = glob.glob(os.path.join(tmp, "mode.*.jsonl"))
+    ok = p1.returncode == 0 and len(files) == 1
+    mode = stat.S_IMODE(os.stat(files[0]).st_mode) if files else None
+    check("log created 0600 with %p expanded", ok and mode == 0o600, f"{files} {mode}")
+    pid = int(files[0].split(".")[-2]) if files else -1
+    lines = read_lines(files[0]) if files else []
+    check("every line carries the common fields",
+          lines and all({"ts", "mono_ns", "event", "pid", "tid", "comm", "fd"} <= set(l)
+                        and l["pid"] == pid and l["ts"].endswith("Z") and len(l["ts"]) == 27
+                        for l in lines), str(lines[:2]))
+    fixed = os.path.join(tmp, "append.jsonl")
+    run([CALLS, "stale"], env={"RSTSHIM_LOG": fixed})
+    first = len(read_lines(fixed))
+    run([CALLS, "stale"], env={"RSTSHIM_LOG": fixed})
+    check("the log is appended to", len(read_lines(fixed)) == 2 * first and first > 0,
+          f"{first} lines after one run")
+
+
+def test_symlink_not_followed(tmp):
+    target = os.path.join(tmp, "victim.txt")
+    with open(target, "w") as f:
+        f.write("precious\n")
+    link = os.path.join(tmp, "planted.jsonl")
+    os.symlink(target, link)
+    p = run([CALLS, "stale"], env={"RSTSHIM_LOG": link})
+    with open(target) as f:
+        content = f.read()
+    check("a symlink at the log path is refused, not followed",
+          p.returncode == 0 and content == "precious\n" and b"cannot open log" in p.stderr,
+          p.stderr.decode() + content)
+
+
+def test_stale_fd(tmp):
+    log = os.path.join(tmp, "stale.jsonl")
+    p = run([CALLS, "stale"], env={"RSTSHIM_LOG": log})
+    c = closes(read_lines(log))
+    check("a socket closed behind the shim's back is not reported when its fd is reused",
+          p.stdout == b"reused 1\n" and [l["role"] for l in c] == ["connected", "listener"],
+          f"{p.stdout} {c}")
+
+
+def test_threads(tmp):
+    log = os.path.join(tmp, "threads.jsonl")
+    p = run([CALLS, "threads", "8", "500"], env={"RSTSHIM_LOG": log}, timeout=120)
+    try:
+        lines = read_lines(log)
+    except ValueError as e:  # an interleaved or torn line
+        check("8 threads x 500 connections: every line whole", False, str(e))
+        return
+    count = {}
+    for l in lines:
+        key = (l["event"], l.get("role"))
+        count[key] = count.get(key, 0) + 1
+    want = {("listen", None): 1, ("connect", None): 4000, ("accept", None): 4000,
+            ("close", "accepted"): 4000, ("close", "connected"): 4000, ("close", "listener"): 1}
+    check("8 threads x 500 connections: no line lost, none torn",
+          p.returncode == 0 and count == want, str(count))
+    tids = {l["tid"] for l in lines if l["event"] == "accept"}
+    check("lines carry each thread's own tid", len(tids) == 8, str(tids))
+    bad = [l for l in closes(lines) if l["flags"] or l["rst"] is not False]
+    check("clean exchanges under threads carry no flags", not bad, str(bad[:3]))
+
+
+def test_high_fd(tmp):
+    log = os.path.join(tmp, "high.jsonl")
+    p = run([CALLS, "highfd"], env={"RSTSHIM_LOG": log})
+    high = int(p.stdout.split()[-1]) if p.returncode == 0 else -1
+    c = [l for l in closes(read_lines(log)) if l["fd"] == high]
+    check(f"a socket at the highest allowed fd ({high}) is tracked",
+          len(c) == 1 and c[0]["flags"][:1] == ["unread_data"] and c[0]["rst"] is True
+          and c[0]["unread_bytes"] == 6, str(c))
+
+
+def test_fork(tmp):
+    pattern = os.path.join(tmp, "fork.%p.jsonl")
+    p = run([CALLS, "fork"], env={"RSTSHIM_LOG": pattern})
+    child = int(p.stdout.split()[-1]) if p.returncode == 0 else -1
+    files = {int(f.split(".")[-2]): read_lines(f) for f in glob.glob(os.path.join(tmp, "fork.*.jsonl"))}
+    check("a forked child logs to its own %p file",
+          child in files and all(l["pid"] == pid for pid, ls in files.items() for l in ls),
+          str(list(files)))
+    child_closes = closes(files.get(child, []))
+    parent = [pid for pid in files if pid != child]
+    parent_closes = closes(files[parent[0]]) if parent else []
+    shared_ok = all(l["flags"] == ["shared"] and l["rst"] is None
+                    for l in child_closes + parent_closes)
+    check("sockets held by both processes are 'shared' with rst null on both sides",
+          child_closes and parent_closes and shared_ok,
+          f"child {child_closes} parent {parent_closes}")
+    check("the child reports its inherited sockets at _exit",
+          {l["via"] for l in child_closes} == {"close", "exit"}, str(child_closes))
+
+
+def test_vfork(tmp):
+    log = os.path.join(tmp, "vfork.jsonl")
+    p = run([CALLS, "vfork"], env={"RSTSHIM_LOG": log})
+    lines = read_lines(log)
+    c = closes(lines)
+    check("a vfork child's close and dup2 leave the parent's table alone",
+          p.returncode == 0 and b"exited 0" in p.stdout and len(c) == 3
+          and all(l["pid"] != int(p.stdout.split()[2]) for l in lines)
+          and all(l["via"] == "close" for l in c), str(c))
+
+
+def test_exec(tmp):
+    log = os.path.join(tmp, "exec.jsonl")
+    p = run([CALLS, "exec"], env={"RSTSHIM_LOG": log})
+    lines = read_lines(log)
+    via_exec = [l for l in closes(lines) if l["via"] == "exec"]
+    check("exec releases the CLOEXEC socket: via exec, unread_data, rst true",
+          p.returncode == 0 and len(via_exec) == 1 and "unread_data" in via_exec[0]["flags"]
+          and via_exec[0]["rst"] is True, str(via_exec))
+    after = [l for l in closes(lines) if l["comm"] == "true"]
+    check("the exec'd program adopts the inherited listener and reports it at exit",
+          any(l["role"] == "listener" and l.get("adopted") and l["via"] == "exit" for l in after),
+          str(after))
+
+
+def test_early_constructor(tmp):
+    log = os.path.join(tmp, "early.jsonl")
+    p = run([CALLS, "nothing"], env={"RSTSHIM_LOG": log}, preload=f"{SHIM} {EARLY}")
+    lines = read_lines(log)
+    check("calls from a constructor that runs before the shim's pass straight through",
+          p.returncode == 0 and p.stdout == b"early constructor ran\n"
+          and [(l["event"], l["role"], l.get("adopted")) for l in lines]
+          == [("close", "listener", True)], f"{p.stdout} {lines}")
+
+
+def test_daemon_closes_every_fd(tmp):
+    log = os.path.join(tmp, "daemon.jsonl")
+    own = os.path.join(tmp, "own.txt")
+    p = run([CALLS, "closeall", own], env={"RSTSHIM_LOG": log})
+    with open(own) as f:
+        content = f.read()
+    events = [(l["event"], l.get("via")) for l in read_lines(log)]
+    check("close_range(3, ~0) and a close-every-fd loop spare the log; the host's file gets none of it",
+          p.returncode == 0 and p.stdout == b"own 3\n" and content == "host\n"
+          and events == [("listen", None), ("close", "close_range"), ("listen", None),
+                         ("close", "close")], f"{p.stdout} {content!r} {events}")
+
+
+def test_stdout_target(tmp):
+    p = run([CALLS, "stale"], env={"RSTSHIM_LOG": "stdout"})
+    out = p.stdout.decode().splitlines()
+    js = [json.loads(l) for l in out if l.startswith("{")]
+    check("RSTSHIM_LOG=stdout writes lines to stdout", "reused 1" in out and len(js) >= 4,
+          str(out[:3]))
+
+
+def main():
+    if not (os.path.exists(SHIM) and os.path.exists(CALLS) and os.path.exists(EARLY)):
+        print("FAIL build: run `make test-binaries` first")
+        print("0 passed, 1 failed")
+        return 1
+    with tempfile.TemporaryDirectory(prefix="rstshim-test-") as tmp:
+        for name, fn in sorted(globals().items()):
+            if name.startswith("test_") and callable(fn):
+                sub = os.path.join(tmp, name)
+                os.mkdir(sub)
+                try:
+                    fn(sub)
+                except Exception as e:  # a crash in a check is a failure, not an abort
+                    check(name, False, f"{type(e).__name__}: {e}")
+    print(f"shim: {results['passed']} passed, {results['failed']} failed")
+    return 1 if results["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
