@@ -8,7 +8,7 @@ BUILD := build
 CFLAGS_COMMON := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Iinclude -pthread
 SHIM_CFLAGS := $(CFLAGS_COMMON) -fPIC -fvisibility=hidden -ftls-model=initial-exec
 SHIM_LDFLAGS := -shared -Wl,--version-script=shim/exports.map -Wl,--exclude-libs,ALL \
-                -Wl,-z,now -Wl,-z,noexecstack
+                -Wl,-z,now -Wl,-z,noexecstack -Wl,--no-undefined
 SHIM_LIBS := -l:libjansson.a -ldl
 
 SHIM_SOURCES := $(wildcard shim/*.c)
@@ -28,11 +28,11 @@ $(BUILD)/tests/libearly.so: tests/shim/early.c | deps
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_COMMON) -fPIC -shared -o $@ $<
 
-.PHONY: all deps test test-binaries test-unit test-build demo clean
-all: deps $(SHIM)
+.PHONY: all deps test test-binaries test-unit test-build demo install clean
+all: deps $(SHIM) $(TOOL_BIN)
 
 # Everything the tests run.
-test-binaries: $(SHIM) $(UNIT_TEST) $(SHIM_TEST_BINARIES)
+test-binaries: $(SHIM) $(UNIT_TEST) $(SHIM_TEST_BINARIES) $(TOOL_BIN) $(DEMO_BINS)
 
 deps:
 	@scripts/ensure-deps.sh build
@@ -53,8 +53,8 @@ $(UNIT_TEST): $(wildcard tests/unit/*.c) $(PURE_SOURCES) $(wildcard include/*.h)
 	$(CC) $(CFLAGS_COMMON) -o $@ $(wildcard tests/unit/*.c) $(PURE_SOURCES)
 
 -include tests/scenario/scenario.mk
--include tool/tool.mk
--include demo/demo.mk
+include demo/demo.mk
+include tool/tool.mk
 
 test-unit: $(UNIT_TEST)
 	$(UNIT_TEST)
@@ -66,6 +66,14 @@ test:
 	@scripts/ensure-deps.sh test
 	@$(MAKE) --no-print-directory test-binaries
 	tests/run-all.sh
+
+# The main job: every RST cause, reproduced under the shim and explained.
+demo: deps
+	@$(MAKE) --no-print-directory demo-run
+
+install: all install-tool
+	install -d $(DESTDIR)$(RSTSHIM_LIBDIR)
+	install -m 0755 $(SHIM) $(DESTDIR)$(RSTSHIM_LIBDIR)/librstshim.so
 
 clean:
 	rm -rf $(BUILD)

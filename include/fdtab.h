@@ -35,6 +35,7 @@ enum {
     SEEN_WROTE = 1u << 1,        /* a send returned bytes */
     SEEN_RECV_TIMEOUT = 1u << 2, /* a blocking receive gave up under SO_RCVTIMEO */
     SEEN_PEER_RESET = 1u << 3,   /* ECONNRESET/EPIPE already reported */
+    SEEN_EOF = 1u << 4,          /* a receive returned 0: the peer's FIN arrived */
 };
 
 struct socket_record {

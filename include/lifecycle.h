@@ -71,6 +71,8 @@ void event_linger(int fd, struct socket_record *rec, int onoff, int seconds);
 void event_rcvtimeo(int fd, struct socket_record *rec, long long timeout_ms);
 void event_peer_reset(int fd, struct socket_record *rec, int err, const char *call);
 void event_accept_error(int listen_fd, struct socket_record *listener, int err);
+/* Writes the accept errors the rate limit held back, if any (at release). */
+void event_accept_error_flush(int listen_fd, struct socket_record *listener);
 void event_config_error(const char *variable, const char *value, const char *message);
 void event_exec_failed(int err);
 

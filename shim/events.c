@@ -92,8 +92,28 @@ void event_peer_reset(int fd, struct socket_record *rec, int err, const char *ca
 }
 
 /* An event loop retries a failing accept at once, thousands of times a
- * second: one line per listener per second at most, with a count. */
+ * second: one line per listener per second at most.  `suppressed` counts
+ * the errors held back since the previous line; the rest are written when
+ * the listener is released (event_accept_error_flush). */
 #define ACCEPT_ERROR_INTERVAL_NS 1000000000ull
+
+static void write_accept_error(int listen_fd, struct socket_record *listener, int err,
+                               uint32_t suppressed)
+{
+    struct logline line;
+    char name[16];
+    if (!logline_begin(&line, "accept_error", listen_fd, true))
+        return;
+    if (listener)
+        socket_fields(&line, listen_fd, listener, false);
+    logline_int(&line, "listen_fd", listen_fd);
+    logline_string(&line, "errno", format_errno_name(err, name));
+    struct rlimit limit;
+    if (getrlimit(RLIMIT_NOFILE, &limit) == 0)
+        logline_int(&line, "rlimit_nofile", (long long)limit.rlim_cur);
+    logline_int(&line, "suppressed", suppressed);
+    logline_end(&line);
+}
 
 void event_accept_error(int listen_fd, struct socket_record *listener, int err)
 {
@@ -109,19 +129,15 @@ void event_accept_error(int listen_fd, struct socket_record *listener, int err)
         listener->accept_error_errno = err;
         listener->accept_error_ns = now;
     }
-    struct logline line;
-    char name[16];
-    if (!logline_begin(&line, "accept_error", listen_fd, true))
-        return;
-    if (listener)
-        socket_fields(&line, listen_fd, listener, false);
-    logline_int(&line, "listen_fd", listen_fd);
-    logline_string(&line, "errno", format_errno_name(err, name));
-    struct rlimit limit;
-    if (getrlimit(RLIMIT_NOFILE, &limit) == 0)
-        logline_int(&line, "rlimit_nofile", (long long)limit.rlim_cur);
-    logline_int(&line, "suppressed", suppressed);
-    logline_end(&line);
+    write_accept_error(listen_fd, listener, err, suppressed);
+}
+
+void event_accept_error_flush(int listen_fd, struct socket_record *listener)
+{
+    uint32_t suppressed =
+        __atomic_exchange_n(&listener->accept_errors_suppressed, 0, __ATOMIC_RELAXED);
+    if (suppressed)
+        write_accept_error(listen_fd, listener, listener->accept_error_errno, suppressed);
 }
 
 void event_config_error(const char *variable, const char *value, const char *message)

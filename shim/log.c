@@ -5,6 +5,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -84,8 +85,69 @@ static void open_file(const char *pattern)
     }
     log_target_fd = move_out_of_the_way(fd);
     log_owns_target = true;
-    log_quiet = false;
     remember_fd_kind(log_target_fd);
+}
+
+/* A log file is created with its first line: a shell, `timeout` or any
+ * other process the preload passes through leaves no empty %p file. */
+enum { FILE_PENDING, FILE_OPENING, FILE_OPEN };
+static int file_state = FILE_OPEN;
+static const char *file_pattern;
+
+static void open_file_once(void)
+{
+    int expected = FILE_PENDING;
+    if (__atomic_compare_exchange_n(&file_state, &expected, FILE_OPENING, 0, __ATOMIC_ACQ_REL,
+                                    __ATOMIC_ACQUIRE)) {
+        open_file(file_pattern);
+        __atomic_store_n(&file_state, FILE_OPEN, __ATOMIC_RELEASE);
+        return;
+    }
+    /* Another thread is opening it: a few syscalls' time, bounded anyway. */
+    for (int i = 0; i < 100000 && __atomic_load_n(&file_state, __ATOMIC_ACQUIRE) == FILE_OPENING;
+         i++)
+        sched_yield();
+}
+
+static void use_fd(int fd)
+{
+    log_target_fd = fd;
+    log_quiet = false;
+    remember_fd_kind(fd);
+}
+
+void log_open(const struct config *cfg)
+{
+    log_flagged_only = cfg->flagged_only;
+    switch (cfg->log_target) {
+    case LOG_TO_STDERR:
+        use_fd(STDERR_FILENO);
+        break;
+    case LOG_TO_STDOUT:
+        use_fd(STDOUT_FILENO);
+        break;
+    case LOG_TO_FILE:
+        file_pattern = cfg->log_path;
+        log_quiet = false;
+        file_state = FILE_PENDING;
+        break;
+    }
+}
+
+void log_after_fork_in_child(const struct config *cfg)
+{
+    if (cfg->log_target != LOG_TO_FILE || log_quiet)
+        return;
+    if (file_state != FILE_OPEN) {
+        file_state = FILE_PENDING; /* a parent thread was opening it: start over */
+        return;
+    }
+    if (!strstr(cfg->log_path, "%p"))
+        return; /* one file for all: O_APPEND keeps the lines whole */
+    REAL(close)(log_target_fd);
+    log_target_fd = -1;
+    log_owns_target = false;
+    file_state = FILE_PENDING; /* the child's own %p file, with its first line */
 }
 
 bool log_owns_fd(int fd) { return log_owns_target && fd == log_target_fd; }
@@ -101,42 +163,12 @@ void log_move_away_from(int fd)
     }
 }
 
-void log_open(const struct config *cfg)
-{
-    log_flagged_only = cfg->flagged_only;
-    switch (cfg->log_target) {
-    case LOG_TO_STDERR:
-        log_target_fd = STDERR_FILENO;
-        log_quiet = false;
-        remember_fd_kind(log_target_fd);
-        break;
-    case LOG_TO_STDOUT:
-        log_target_fd = STDOUT_FILENO;
-        log_quiet = false;
-        remember_fd_kind(log_target_fd);
-        break;
-    case LOG_TO_FILE:
-        open_file(cfg->log_path);
-        break;
-    }
-}
-
-void log_after_fork_in_child(const struct config *cfg)
-{
-    if (cfg->log_target != LOG_TO_FILE || !strstr(cfg->log_path, "%p") || log_quiet)
-        return;
-    REAL(close)(log_target_fd);
-    log_target_fd = -1;
-    log_owns_target = false;
-    open_file(cfg->log_path);
-}
-
 bool log_wants(bool flagged)
 {
     return !log_quiet && (flagged || !log_flagged_only);
 }
 
-int log_fd(void) { return log_quiet ? -1 : log_target_fd; }
+int log_fd(void) { return log_quiet || file_state != FILE_OPEN ? -1 : log_target_fd; }
 
 /* write(2) with SIGPIPE held back: a reader that went away must cost the
  * host nothing but our silence.  Only pipes and sockets pay the extra calls. */
@@ -161,6 +193,8 @@ static ssize_t write_without_sigpipe(int fd, const char *data, size_t len)
 
 void log_write_line(const char *data, size_t len)
 {
+    if (SHIM_UNLIKELY(__atomic_load_n(&file_state, __ATOMIC_ACQUIRE) != FILE_OPEN))
+        open_file_once();
     if (log_quiet)
         return;
     int fd = log_target_fd;

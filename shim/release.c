@@ -135,17 +135,19 @@ static const char *role_name(const struct socket_record *rec)
     }
 }
 
-/* A received FIN is counted in tcpi_bytes_received but is not data. */
-static bool fin_received(int state)
+/* A received FIN is counted in tcpi_bytes_received but is not data.  The
+ * state says so, except CLOSE, which follows both a reset and a FIN after
+ * our own shutdown: there, a receive that returned 0 tells. */
+static bool fin_received(int state, uint32_t seen)
 {
     return state == TCP_CLOSE_WAIT || state == TCP_LAST_ACK || state == TCP_CLOSING ||
-           state == TCP_TIME_WAIT;
+           state == TCP_TIME_WAIT || (state == TCP_CLOSE && (seen & SEEN_EOF));
 }
 
-static long long bytes_read_from(const struct tcp_facts *tcp, long long unread)
+static long long bytes_read_from(const struct tcp_facts *tcp, long long unread, uint32_t seen)
 {
     long long read = (long long)tcp->bytes_received - (unread > 0 ? unread : 0) -
-                     (fin_received(tcp->state) ? 1 : 0);
+                     (fin_received(tcp->state, seen) ? 1 : 0);
     return read < 0 ? 0 : read;
 }
 
@@ -237,6 +239,7 @@ bool release_begin(struct release *r, int fd, const char *via)
         return true;
     }
     if (f.listener) {
+        event_accept_error_flush(fd, rec); /* errors held back by the rate limit */
         if (r->last && !f.shared_with_process && probe_tcp_info(fd, &tcp)) {
             f.pending = tcp.unacked;
             if (rec->backlog < 0)
@@ -255,7 +258,7 @@ bool release_begin(struct release *r, int fd, const char *via)
                 have_tcp = probe_tcp_info(fd, &tcp);
             if (have_tcp) {
                 f.tcp_state = tcp.state;
-                f.bytes_read = bytes_read_from(&tcp, f.unread_bytes);
+                f.bytes_read = bytes_read_from(&tcp, f.unread_bytes, seen);
                 f.bytes_written = bytes_written_from(&tcp);
             }
         }

@@ -67,7 +67,8 @@ static void after_failed_transfer(int fd, struct traffic t, int err, int msg_fla
         mark_seen(t.rec, SEEN_RECV_TIMEOUT);
 }
 
-static inline void after_transfer(int fd, struct traffic t, ssize_t n, int msg_flags,
+/* want: the bytes asked for (a zero-length read returning 0 is not EOF). */
+static inline void after_transfer(int fd, struct traffic t, ssize_t n, size_t want, int msg_flags,
                                   const char *call, bool receiving)
 {
     if (SHIM_LIKELY(!t.rec))
@@ -78,6 +79,10 @@ static inline void after_transfer(int fd, struct traffic t, ssize_t n, int msg_f
         mark_seen(t.rec, receiving ? SEEN_READ : SEEN_WROTE);
         return;
     }
+    if (n == 0 && receiving && want > 0) {
+        mark_seen(t.rec, SEEN_EOF);
+        return;
+    }
     if (n < 0) {
         int saved = errno;
         after_failed_transfer(fd, t, saved, msg_flags, call, receiving);
@@ -85,14 +90,14 @@ static inline void after_transfer(int fd, struct traffic t, ssize_t n, int msg_f
     }
 }
 
-#define RECEIVED(fd, t, n, flags, call) after_transfer(fd, t, n, flags, call, true)
-#define SENT(fd, t, n, flags, call) after_transfer(fd, t, n, flags, call, false)
+#define RECEIVED(fd, t, n, want, flags, call) after_transfer(fd, t, n, want, flags, call, true)
+#define SENT(fd, t, n, flags, call) after_transfer(fd, t, n, 0, flags, call, false)
 
 SHIM_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
 {
     struct traffic t = traffic_lookup(fd);
     ssize_t n = REAL(recv)(fd, buf, len, flags);
-    RECEIVED(fd, t, n, flags, "recv");
+    RECEIVED(fd, t, n, len, flags, "recv");
     return n;
 }
 
@@ -100,7 +105,7 @@ SHIM_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int
 {
     struct traffic t = traffic_lookup(fd);
     ssize_t n = REAL(__recv_chk)(fd, buf, len, buflen, flags);
-    RECEIVED(fd, t, n, flags, "recv");
+    RECEIVED(fd, t, n, len, flags, "recv");
     return n;
 }
 
@@ -109,7 +114,7 @@ SHIM_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct so
 {
     struct traffic t = traffic_lookup(fd);
     ssize_t n = REAL(recvfrom)(fd, buf, len, flags, addr, addr_len);
-    RECEIVED(fd, t, n, flags, "recvfrom");
+    RECEIVED(fd, t, n, len, flags, "recvfrom");
     return n;
 }
 
@@ -118,7 +123,7 @@ SHIM_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen,
 {
     struct traffic t = traffic_lookup(fd);
     ssize_t n = REAL(__recvfrom_chk)(fd, buf, len, buflen, flags, addr, addr_len);
-    RECEIVED(fd, t, n, flags, "recvfrom");
+    RECEIVED(fd, t, n, len, flags, "recvfrom");
     return n;
 }
 
@@ -150,7 +155,7 @@ SHIM_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
         adopt_received_fds(msg);
         errno = saved;
     }
-    RECEIVED(fd, t, n, flags, "recvmsg");
+    RECEIVED(fd, t, n, msg && msg->msg_iovlen ? 1 : 0, flags, "recvmsg");
     return n;
 }
 
@@ -158,7 +163,7 @@ SHIM_EXPORT ssize_t read(int fd, void *buf, size_t len)
 {
     struct traffic t = traffic_lookup(fd);
     ssize_t n = REAL(read)(fd, buf, len);
-    RECEIVED(fd, t, n, 0, "read");
+    RECEIVED(fd, t, n, len, 0, "read");
     return n;
 }
 
@@ -166,7 +171,7 @@ SHIM_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
 {
     struct traffic t = traffic_lookup(fd);
     ssize_t n = REAL(__read_chk)(fd, buf, len, buflen);
-    RECEIVED(fd, t, n, 0, "read");
+    RECEIVED(fd, t, n, len, 0, "read");
     return n;
 }
 
@@ -174,7 +179,7 @@ SHIM_EXPORT ssize_t readv(int fd, const struct iovec *iov, int count)
 {
     struct traffic t = traffic_lookup(fd);
     ssize_t n = REAL(readv)(fd, iov, count);
-    RECEIVED(fd, t, n, 0, "readv");
+    RECEIVED(fd, t, n, (size_t)(count > 0), 0, "readv");
     return n;
 }
 

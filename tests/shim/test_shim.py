@@ -112,6 +112,10 @@ def test_log_file_properties(tmp):
           lines and all({"ts", "mono_ns", "event", "pid", "tid", "comm", "fd"} <= set(l)
                         and l["pid"] == pid and l["ts"].endswith("Z") and len(l["ts"]) == 27
                         for l in lines), str(lines[:2]))
+    quiet = os.path.join(tmp, "quiet.%p.jsonl")
+    run(["/bin/sh", "-c", "true"], env={"RSTSHIM_LOG": quiet})
+    check("a process that logs nothing leaves no file",
+          not glob.glob(os.path.join(tmp, "quiet.*")), str(glob.glob(os.path.join(tmp, "*"))))
     fixed = os.path.join(tmp, "append.jsonl")
     run([CALLS, "stale"], env={"RSTSHIM_LOG": fixed})
     first = len(read_lines(fixed))
