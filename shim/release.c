@@ -219,6 +219,27 @@ static void build_line(struct release *r, const char *via, const struct close_fa
         logline_bool(line, "adopted", true);
 }
 
+static void apply_tcp_info(struct close_facts *f, const struct tcp_facts *tcp, uint32_t seen)
+{
+    f->tcp_state = tcp->state;
+    f->bytes_read = bytes_read_from(tcp, f->unread_bytes, seen);
+    f->bytes_written = bytes_written_from(tcp);
+}
+
+/* A listener: its queue decides.  False when fd is no longer a TCP socket. */
+static bool probe_listener(int fd, struct socket_record *rec, struct close_facts *f,
+                           struct tcp_facts *tcp)
+{
+    event_accept_error_flush(fd, rec); /* errors held back by the rate limit */
+    if (!probe_tcp_info(fd, tcp))
+        return false;
+    f->tcp_state = tcp->state;
+    f->pending = tcp->unacked; /* reset only if this close releases it (verdict) */
+    if (rec->backlog < 0)
+        rec->backlog = (int)tcp->sacked; /* adopted: the effective backlog */
+    return true;
+}
+
 bool release_begin(struct release *r, int fd, const char *via)
 {
     memset(r, 0, sizeof *r);
@@ -228,42 +249,38 @@ bool release_begin(struct release *r, int fd, const char *via)
         return false;
     r->last = record_drop(r->rec) == 0;
     struct socket_record *rec = r->rec;
+    if (rec->role == ROLE_NONE)
+        return true; /* socket() and never connected nor listening: no TCP lifecycle */
 
     struct close_facts f;
     facts_from_record(&f, r);
     struct tcp_facts tcp;
     bool have_tcp = false;
+    uint32_t seen = __atomic_load_n(&rec->seen, __ATOMIC_RELAXED);
 
-    if (rec->role == ROLE_NONE) {
-        /* socket() and never connected nor listening: no TCP lifecycle to report. */
-        return true;
-    }
     if (f.listener) {
-        event_accept_error_flush(fd, rec); /* errors held back by the rate limit */
-        if (r->last && !f.shared_with_process && probe_tcp_info(fd, &tcp)) {
-            f.pending = tcp.unacked;
-            if (rec->backlog < 0)
-                rec->backlog = (int)tcp.sacked; /* adopted: the effective backlog */
-        }
+        have_tcp = probe_listener(fd, rec, &f, &tcp);
+        r->stale = !have_tcp;
     } else {
+        /* One getsockopt both reads the linger in force and proves the fd
+         * is still a socket (ENOTSOCK: closed behind our back, reused). */
+        r->stale = probe_linger(fd, &f.linger_onoff, &f.linger_seconds) == -ENOTSOCK;
         f.unread_bytes = probe_unread(fd);
-        if (r->last && !f.shared_with_process) {
-            if (probe_linger(fd, &f.linger_onoff, &f.linger_seconds) == -ENOTSOCK) {
-                r->stale = true; /* the fd number now names something else */
-                return true;
-            }
-            uint32_t seen = __atomic_load_n(&rec->seen, __ATOMIC_RELAXED);
-            bool traffic = seen & (SEEN_READ | SEEN_WROTE);
-            if (verdict_needs_tcp_info(&f, traffic) || log_wants(false))
-                have_tcp = probe_tcp_info(fd, &tcp);
-            if (have_tcp) {
-                f.tcp_state = tcp.state;
-                f.bytes_read = bytes_read_from(&tcp, f.unread_bytes, seen);
-                f.bytes_written = bytes_written_from(&tcp);
-            }
+        if (verdict_needs_tcp_info(&f, seen & (SEEN_READ | SEEN_WROTE))) {
+            have_tcp = probe_tcp_info(fd, &tcp);
+            if (have_tcp)
+                apply_tcp_info(&f, &tcp, seen);
         }
     }
+    if (r->stale)
+        return true;
     struct close_verdict v = verdict_on_close(&f);
+    /* A line that will be written carries the state and byte counts too. */
+    if (!have_tcp && log_wants(v.flags != 0) && probe_tcp_info(fd, &tcp)) {
+        have_tcp = true;
+        apply_tcp_info(&f, &tcp, seen);
+        v = verdict_on_close(&f);
+    }
     build_line(r, via, &f, &v, have_tcp ? &tcp : NULL);
     return true;
 }
