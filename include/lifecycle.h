@@ -36,6 +36,11 @@ struct release {
     bool last;              /* no other fd of this process names the socket */
     bool stale;             /* the fd was no longer this socket: say nothing */
     struct logline line;    /* built before the call, written after it */
+    /* A socket shared with another process: only the kernel can say, after
+     * the call, whether this close was the last release (verify.h). */
+    bool verify;
+    struct close_verdict if_last; /* the verdict should it prove to be the last */
+    struct sockaddr_storage local;
 };
 
 /* Takes fd out of the table (NULL rec: nothing tracked, returns false) and

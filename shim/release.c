@@ -14,6 +14,7 @@
 #include "probe.h"
 #include "process.h"
 #include "real.h"
+#include "verify.h"
 
 /* ---- tracking ---- */
 
@@ -240,6 +241,41 @@ static bool probe_listener(int fd, struct socket_record *rec, struct close_facts
     return true;
 }
 
+/* The last fd of this process on a socket another process may also hold:
+ * work out now what this close does if it is the last release, and what
+ * to ask the kernel afterwards (the socket is gone then). */
+static void prepare_verification(struct release *r, const struct close_facts *f,
+                                 struct tcp_facts *tcp_to_fetch, uint32_t seen)
+{
+    struct close_facts alone = *f;
+    alone.shared_with_process = false;
+    if (tcp_to_fetch && !alone.listener && probe_tcp_info(r->fd, tcp_to_fetch))
+        apply_tcp_info(&alone, tcp_to_fetch, seen);
+    r->if_last = verdict_on_close(&alone);
+    if (!r->rec->cookie)
+        r->rec->cookie = probe_cookie(r->fd);
+    r->verify = r->rec->cookie && probe_local(r->fd, &r->local) > 0;
+}
+
+/* After the call: the kernel says whether the socket outlived this close. */
+static void finish_verification(struct release *r)
+{
+    enum verify_answer answer = verify_socket(&r->local, &r->rec->peer, r->rec->cookie);
+    if (answer == VERIFY_ERROR) {
+        logline_bool(&r->line, "verified", false);
+        return;
+    }
+    if (answer == VERIFY_HELD) {
+        logline_tristate(&r->line, "rst", RST_NO); /* the other process still holds it */
+    } else {
+        /* Released: gone at once after an RST (or already dead), an orphan
+         * closing gracefully after a FIN. */
+        logline_flags(&r->line, "flags", r->if_last.flags);
+        logline_tristate(&r->line, "rst", answer == VERIFY_GONE ? r->if_last.rst : RST_NO);
+    }
+    logline_bool(&r->line, "verified", true);
+}
+
 bool release_begin(struct release *r, int fd, const char *via)
 {
     memset(r, 0, sizeof *r);
@@ -281,6 +317,8 @@ bool release_begin(struct release *r, int fd, const char *via)
         apply_tcp_info(&f, &tcp, seen);
         v = verdict_on_close(&f);
     }
+    if (f.shared_with_process && r->last && v.rst == RST_UNKNOWN)
+        prepare_verification(r, &f, have_tcp ? NULL : &tcp, seen);
     build_line(r, via, &f, &v, have_tcp ? &tcp : NULL);
     return true;
 }
@@ -295,10 +333,13 @@ void release_end(struct release *r, bool released)
         lifecycle_share(r->fd, r->rec);
         return;
     }
-    if (r->stale)
+    if (r->stale) {
         logline_discard(&r->line);
-    else
+    } else {
+        if (r->verify && r->line.object)
+            finish_verification(r);
         logline_end(&r->line);
+    }
     if (r->last)
         record_free(r->rec);
 }

@@ -68,7 +68,8 @@ struct close_verdict verdict_on_close(const struct close_facts *f)
     }
     if (f->shared_with_process) {
         v.flags = FLAG_SHARED;
-        v.rst = RST_UNKNOWN;
+        /* A socket already dead (reset by its peer) sends nothing, last or not. */
+        v.rst = f->tcp_state == TCP_CLOSE ? RST_NO : RST_UNKNOWN;
         return v;
     }
 

@@ -187,8 +187,9 @@ static int mode_highfd(void)
     return 0;
 }
 
-/* fork: each process logs to its own %p file, and the sockets both hold
- * are "shared" on both sides. */
+/* fork: each process logs to its own %p file.  The parent closes its copy
+ * of the accepted socket at once (the child still holds it: shared); the
+ * child reads 2 of the 9 bytes sent and closes: the last release, an RST. */
 static int mode_fork(void)
 {
     struct sockaddr_in addr;
@@ -198,12 +199,13 @@ static int mode_fork(void)
     pid_t pid = fork();
     if (pid == 0) {
         char buf[8];
-        recv(s, buf, sizeof buf, 0);
+        recv(s, buf, 2, MSG_WAITALL);
+        usleep(20000); /* let the rest arrive */
         close(s);
         _exit(0);
     }
     close(s); /* the child still holds it */
-    send(c, "hi", 2, 0);
+    send(c, "hi-unread", 9, 0);
     int status;
     waitpid(pid, &status, 0);
     close(c);

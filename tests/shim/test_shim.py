@@ -190,13 +190,20 @@ def test_fork(tmp):
     child_closes = closes(files.get(child, []))
     parent = [pid for pid in files if pid != child]
     parent_closes = closes(files[parent[0]]) if parent else []
-    shared_ok = all(l["flags"] == ["shared"] and l["rst"] is None
-                    for l in child_closes + parent_closes)
-    check("sockets held by both processes are 'shared' with rst null on both sides",
-          child_closes and parent_closes and shared_ok,
-          f"child {child_closes} parent {parent_closes}")
-    check("the child reports its inherited sockets at _exit",
-          {l["via"] for l in child_closes} == {"close", "exit"}, str(child_closes))
+    accepted_port = [l["local"] for l in parent_closes if l["role"] == "listener"]
+    first = [l for l in parent_closes if l["role"] == "accepted"]
+    check("the parent's close of a socket the child still holds: shared, verified not an RST",
+          len(first) == 1 and first[0]["flags"] == ["shared"] and first[0]["rst"] is False
+          and first[0].get("verified") is True, str(first))
+    last = [l for l in child_closes if l["role"] == "accepted"]
+    check("the child's last release with unread data: unread_data, verified RST",
+          len(last) == 1 and last[0]["flags"] == ["unread_data"] and last[0]["rst"] is True
+          and last[0]["unread_bytes"] == 7 and last[0].get("verified") is True, str(last))
+    at_exit = [l for l in child_closes if l["via"] == "exit"]
+    check("the child reports its inherited sockets at _exit, still held by the parent",
+          {l["role"] for l in at_exit} == {"listener", "connected"}
+          and all(l["flags"] == ["shared"] and l["rst"] is False for l in at_exit)
+          and accepted_port, str(at_exit))
 
 
 def test_vfork(tmp):

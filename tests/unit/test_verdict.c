@@ -150,6 +150,10 @@ static void shared(void)
     v = verdict_on_close(&f);
     CHECK(v.flags == FLAG_SHARED);
     CHECK(v.rst == RST_UNKNOWN);
+    f.tcp_state = TCP_CLOSE; /* already reset by the peer: nothing to send, last or not */
+    v = verdict_on_close(&f);
+    CHECK(v.flags == FLAG_SHARED);
+    CHECK(v.rst == RST_NO);
 }
 
 static void tcp_info_only_when_needed(void)
