@@ -57,6 +57,7 @@ struct socket_record {
     uint64_t accept_error_ns;
     uint32_t accept_errors_suppressed;
     int accept_error_errno;
+    long long accept_error_rlimit; /* RLIMIT_NOFILE when the last error happened */
     uint32_t next_free;  /* allocator's free list, by index */
     uint32_t index;      /* this record's own index */
 };

@@ -97,8 +97,15 @@ void event_peer_reset(int fd, struct socket_record *rec, int err, const char *ca
  * the listener is released (event_accept_error_flush). */
 #define ACCEPT_ERROR_INTERVAL_NS 1000000000ull
 
+static long long current_fd_limit(void)
+{
+    struct rlimit limit;
+    return getrlimit(RLIMIT_NOFILE, &limit) == 0 ? (long long)limit.rlim_cur : -1;
+}
+
+/* rlimit_nofile: the limit when the (last) error happened, not when written. */
 static void write_accept_error(int listen_fd, struct socket_record *listener, int err,
-                               uint32_t suppressed)
+                               uint32_t suppressed, long long rlimit_nofile)
 {
     struct logline line;
     char name[16];
@@ -108,9 +115,8 @@ static void write_accept_error(int listen_fd, struct socket_record *listener, in
         socket_fields(&line, listen_fd, listener, false);
     logline_int(&line, "listen_fd", listen_fd);
     logline_string(&line, "errno", format_errno_name(err, name));
-    struct rlimit limit;
-    if (getrlimit(RLIMIT_NOFILE, &limit) == 0)
-        logline_int(&line, "rlimit_nofile", (long long)limit.rlim_cur);
+    if (rlimit_nofile >= 0)
+        logline_int(&line, "rlimit_nofile", rlimit_nofile);
     logline_int(&line, "suppressed", suppressed);
     logline_end(&line);
 }
@@ -118,8 +124,10 @@ static void write_accept_error(int listen_fd, struct socket_record *listener, in
 void event_accept_error(int listen_fd, struct socket_record *listener, int err)
 {
     uint64_t now = process_monotonic_ns();
+    long long rlimit_nofile = current_fd_limit();
     if (listener && listener->accept_error_errno == err && listener->accept_error_ns &&
         now - listener->accept_error_ns < ACCEPT_ERROR_INTERVAL_NS) {
+        listener->accept_error_rlimit = rlimit_nofile;
         __atomic_fetch_add(&listener->accept_errors_suppressed, 1, __ATOMIC_RELAXED);
         return;
     }
@@ -128,8 +136,9 @@ void event_accept_error(int listen_fd, struct socket_record *listener, int err)
         suppressed = __atomic_exchange_n(&listener->accept_errors_suppressed, 0, __ATOMIC_RELAXED);
         listener->accept_error_errno = err;
         listener->accept_error_ns = now;
+        listener->accept_error_rlimit = rlimit_nofile;
     }
-    write_accept_error(listen_fd, listener, err, suppressed);
+    write_accept_error(listen_fd, listener, err, suppressed, rlimit_nofile);
 }
 
 void event_accept_error_flush(int listen_fd, struct socket_record *listener)
@@ -137,7 +146,8 @@ void event_accept_error_flush(int listen_fd, struct socket_record *listener)
     uint32_t suppressed =
         __atomic_exchange_n(&listener->accept_errors_suppressed, 0, __ATOMIC_RELAXED);
     if (suppressed)
-        write_accept_error(listen_fd, listener, listener->accept_error_errno, suppressed);
+        write_accept_error(listen_fd, listener, listener->accept_error_errno, suppressed,
+                           listener->accept_error_rlimit);
 }
 
 void event_config_error(const char *variable, const char *value, const char *message)
