@@ -51,6 +51,8 @@ struct socket_record {
     int backlog;         /* listeners: as requested */
     uint64_t start_ns;   /* CLOCK_MONOTONIC at accept/connect; 0 when unknown */
     uint64_t cookie;     /* SO_COOKIE, 0 until asked */
+    struct sockaddr_storage local;
+    socklen_t local_len; /* 0: ask getsockname when a line needs it */
     struct sockaddr_storage peer;
     socklen_t peer_len;  /* 0: ask getpeername when a line needs it */
     /* listeners: rate limit for accept_error lines (event loops retry EMFILE at once) */

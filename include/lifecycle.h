@@ -40,7 +40,6 @@ struct release {
      * the call, whether this close was the last release (verify.h). */
     bool verify;
     struct close_verdict if_last; /* the verdict should it prove to be the last */
-    struct sockaddr_storage local;
 };
 
 /* Takes fd out of the table (NULL rec: nothing tracked, returns false) and

@@ -10,9 +10,17 @@
 
 void socket_fields(struct logline *line, int fd, struct socket_record *rec, bool with_peer)
 {
-    struct sockaddr_storage local;
-    socklen_t local_len = probe_local(fd, &local);
-    logline_address(line, "local", (struct sockaddr *)&local, local_len);
+    /* Asked once per socket: a listener's or connection's addresses do not
+     * change after listen/accept/connect, which is when the first line is. */
+    if (rec->role == ROLE_NONE) { /* not bound or connected yet: ask, do not keep */
+        struct sockaddr_storage local;
+        socklen_t local_len = probe_local(fd, &local);
+        logline_address(line, "local", (struct sockaddr *)&local, local_len);
+    } else {
+        if (!rec->local_len)
+            rec->local_len = probe_local(fd, &rec->local);
+        logline_address(line, "local", (struct sockaddr *)&rec->local, rec->local_len);
+    }
     if (with_peer) {
         if (!rec->peer_len)
             rec->peer_len = probe_peer(fd, &rec->peer);

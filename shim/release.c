@@ -67,10 +67,9 @@ static unsigned port_of(const struct sockaddr_storage *ss, socklen_t len)
  * then it is the client end of a connect(). */
 static enum socket_role role_of_handed_socket(int fd, struct socket_record *rec)
 {
-    struct sockaddr_storage local;
-    socklen_t local_len = probe_local(fd, &local);
+    rec->local_len = probe_local(fd, &rec->local);
     rec->peer_len = probe_peer(fd, &rec->peer);
-    unsigned local_port = port_of(&local, local_len);
+    unsigned local_port = port_of(&rec->local, rec->local_len);
     unsigned peer_port = port_of(&rec->peer, rec->peer_len);
     if (local_port && peer_port && is_ephemeral_port(local_port) && !is_ephemeral_port(peer_port))
         return ROLE_CONNECTED;
@@ -254,13 +253,15 @@ static void prepare_verification(struct release *r, const struct close_facts *f,
     r->if_last = verdict_on_close(&alone);
     if (!r->rec->cookie)
         r->rec->cookie = probe_cookie(r->fd);
-    r->verify = r->rec->cookie && probe_local(r->fd, &r->local) > 0;
+    if (!r->rec->local_len)
+        r->rec->local_len = probe_local(r->fd, &r->rec->local);
+    r->verify = r->rec->cookie && r->rec->local_len > 0;
 }
 
 /* After the call: the kernel says whether the socket outlived this close. */
 static void finish_verification(struct release *r)
 {
-    enum verify_answer answer = verify_socket(&r->local, &r->rec->peer, r->rec->cookie);
+    enum verify_answer answer = verify_socket(&r->rec->local, &r->rec->peer, r->rec->cookie);
     if (answer == VERIFY_ERROR) {
         logline_bool(&r->line, "verified", false);
         return;
