@@ -620,9 +620,16 @@ class Ctx:
             env["RSTSHIM_EVENTS"] = "all"
         return env
 
-    def server(self, mode, *args, family=socket.AF_INET, argv=None):
+    def spawn(self, mode, *args, argv=None):
+        """Start a shimmed process that does not listen (see server())."""
         p = Proc(argv or [SERVER, mode] + [str(a) for a in args], self.env())
         self.procs.append(p)
+        return p
+
+    def server(self, mode, *args, family=socket.AF_INET, argv=None):
+        """Start a shimmed server, read its PORT line; its address joins the
+        shim-side addresses (server_addrs) whose RSTs the checks account for."""
+        p = self.spawn(mode, *args, argv=argv)
         line = p.expect("PORT ")
         port = int(line.split()[1])
         host = "[::1]" if family == socket.AF_INET6 else "127.0.0.1"
@@ -654,6 +661,16 @@ class Ctx:
         s.connect((host, server.port))
         name = s.getsockname()
         s.addr = ("[%s]:%d" if server.family == socket.AF_INET6 else "%s:%d") % (name[0], name[1])
+        return s
+
+    def listen(self):
+        """A listener of the harness's own (for a shimmed client)."""
+        s = ClientSocket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socks.append(s)
+        s.bind(("127.0.0.1", 0))
+        s.listen(4)
+        s.settimeout(5.0)
+        s.addr = "127.0.0.1:%d" % s.getsockname()[1]
         return s
 
     @staticmethod
@@ -769,6 +786,11 @@ class Ctx:
                 if first and "cookie" in acc[0] and "cookie" in first[0] \
                         and acc[0]["cookie"] != first[0]["cookie"]:
                     p.append("cookie differs between accept and close: %s / %s" % (fmt(acc[0]), fmt(first[0])))
+            elif e.role == "connected":
+                con = [o for o in lines if o.get("event") == "connect"
+                       and o.get("local") == e.local and o.get("peer") == e.peer]
+                if len(con) != 1:
+                    p.append("expected one connect line %s -> %s, got %d" % (e.local, e.peer, len(con)))
             elif e.role == "listener":
                 lis = [o for o in lines if o.get("event") == "listen" and o.get("local") == e.local]
                 if len(lis) != 1:

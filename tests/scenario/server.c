@@ -230,8 +230,12 @@ static void wait_go(const char *word, char *rest, size_t restlen)
     size_t wl = strlen(word);
     if (strncmp(line, word, wl) != 0)
         fail("expected '%s' on stdin, got '%s'", word, line);
-    if (rest) {
-        snprintf(rest, restlen, "%s", line + wl);
+    if (rest && restlen > 0) { /* the words after `word`, truncated to fit */
+        size_t n = strlen(line + wl);
+        if (n >= restlen)
+            n = restlen - 1;
+        memcpy(rest, line + wl, n);
+        rest[n] = 0;
     }
 }
 
@@ -487,6 +491,79 @@ static int mode_fork(int argc, char **argv)
         fail("waitpid: %s", strerror(errno));
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         fail("child failed, status %d", status);
+    say("DONE");
+    return 0;
+}
+
+/* fork_child_first: the reverse order of "fork".  The child closes its copy
+ * at once and exits (the parent still holds it -> "shared", nothing sent);
+ * then the parent reads 4 bytes and closes with the rest unread: that is the
+ * last release -> unread_data, rst true, although this process forked. */
+static int mode_fork_child_first(int argc, char **argv)
+{
+    (void)argc; (void)argv;
+    int lfd = open_listener(AF_INET, 16);
+    int cfd = accept_one(lfd, 0);
+    xclose(lfd);
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0)
+        fail("fork: %s", strerror(errno));
+    if (pid == 0) {
+        xclose(cfd);
+        _exit(0);
+    }
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid)
+        fail("waitpid: %s", strerror(errno));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail("child failed, status %d", status);
+    say("CLOSED1 child=%d", (int)pid);
+    char head[HEAD_LEN];
+    read_exact(cfd, head, sizeof head);
+    wait_unread(cfd, REST_LEN);
+    xclose(cfd);
+    say("DONE");
+    return 0;
+}
+
+/* shutdown: read 4 bytes, leave 96 unread, shutdown(SHUT_RDWR): that sends
+ * only a FIN.  After the harness says "go", close(): now the unread data
+ * makes it an RST -> unread_data, rst true, at the close, not the shutdown. */
+static int mode_shutdown(int argc, char **argv)
+{
+    (void)argc; (void)argv;
+    int lfd = open_listener(AF_INET, 16);
+    int cfd = accept_with_unread(lfd, 0);
+    if (shutdown(cfd, SHUT_RDWR) < 0)
+        fail("shutdown: %s", strerror(errno));
+    say("SHUT");
+    wait_go("go", NULL, 0);
+    xclose(cfd);
+    xclose(lfd);
+    say("DONE");
+    return 0;
+}
+
+/* connect PORT: the shimmed process is the client this time.  Connect to
+ * 127.0.0.1:PORT (the harness listens), read 4 bytes, leave 96 unread,
+ * close -> role "connected", unread_data, rst true.  Prints "CONNECTED". */
+static int mode_connect(int argc, char **argv)
+{
+    if (argc < 1)
+        fail("usage: connect PORT");
+    struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[0])) };
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+        fail("socket: %s", strerror(errno));
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
+        fail("connect: %s", strerror(errno));
+    say("CONNECTED");
+    char head[HEAD_LEN];
+    read_exact(fd, head, sizeof head);
+    wait_unread(fd, REST_LEN);
+    xclose(fd);
     say("DONE");
     return 0;
 }
@@ -774,6 +851,8 @@ static const struct {
     { "peer_reset", mode_peer_reset }, { "close_range", mode_close_range },
     { "dup2", mode_dup2 },           { "fclose", mode_fclose },
     { "exec", mode_exec },           { "client", mode_client },
+    { "fork_child_first", mode_fork_child_first },
+    { "shutdown", mode_shutdown },   { "connect", mode_connect },
 };
 
 int main(int argc, char **argv)

@@ -274,6 +274,70 @@ def s_fork(ctx):
     ctx.expect_listener(srv, pid=srv.pid)
 
 
+@scenario
+def s_fork_child_first(ctx):
+    """The forking process makes the last release: it must still see the RST."""
+    srv = ctx.server("fork_child_first")
+    c = ctx.connect(srv)
+    line = srv.expect("CLOSED1 child=")
+    child = int(line.split("=")[1])
+    ctx.stray_pids.append(child)
+    ctx.notes += ctx.expect_no_rst_yet("after the child closed its copy")
+    c.sendall(UNREAD)
+    data, how = ctx.drain(c)
+    if how != "ECONNRESET":
+        ctx.notes.append("[kernel] client expected ECONNRESET, got %r %s" % (data, how))
+    c.close()
+    ctx.finish_server(srv)
+    ctx.expect_close("accepted", srv.addr, c.addr, flags=["shared"], rst=(False, None),
+                     unread=0, pid=child)
+    ctx.expect_close("accepted", srv.addr, c.addr, flags=["unread_data"], rst=True,
+                     unread=REST_LEN, pid=srv.pid)
+    ctx.expect_listener(srv, pid=srv.pid)
+
+
+@scenario
+def s_shutdown(ctx):
+    """shutdown(SHUT_RDWR) with unread data sends a FIN; the close after it is the RST."""
+    srv = ctx.server("shutdown")
+    c = ctx.connect(srv)
+    c.sendall(UNREAD)
+    srv.expect("SHUT")
+    data, how = ctx.drain(c)
+    if how != "EOF":
+        ctx.notes.append("[kernel] client expected EOF after SHUT_RDWR, got %r %s" % (data, how))
+    ctx.notes += ctx.expect_no_rst_yet("after shutdown(SHUT_RDWR)")
+    srv.send("go\n")
+    ctx.finish_server(srv)
+    c.close()
+    expect_unread_close(ctx, srv, c)
+    ctx.expect_listener(srv)
+
+
+@scenario
+def s_connect(ctx):
+    """The shimmed process as the client: role "connected"."""
+    lst = ctx.listen()
+    proc = ctx.spawn("connect", lst.getsockname()[1])
+    conn, peer = lst.accept()
+    ctx.socks.append(conn)
+    proc.expect("CONNECTED")
+    me = "127.0.0.1:%d" % peer[1]
+    ctx.server_addrs.add(me)           # its RSTs are the shim's to account for
+    conn.sendall(UNREAD)
+    conn.settimeout(5)
+    try:
+        rest = conn.recv(100)
+        how = "EOF" if not rest else "data"
+    except ConnectionResetError:
+        how = "ECONNRESET"
+    if how != "ECONNRESET":
+        ctx.notes.append("[kernel] harness side expected ECONNRESET, got %s" % how)
+    ctx.finish_server(proc)
+    ctx.expect_close("connected", me, lst.addr, flags=["unread_data"], rst=True,
+                     unread=REST_LEN, pid=proc.pid)
+
+
 def exit_scenario(ctx, mode):
     srv = ctx.server(mode)
     c = ctx.connect(srv)
