@@ -22,9 +22,10 @@ run_suite() {
         return
     fi
     local p f s
-    p=$(sed -E 's/.*[^0-9]?([0-9]+) passed.*/\1/' <<<"$summary")
-    f=$(sed -E 's/.* ([0-9]+) failed.*/\1/' <<<"$summary")
-    s=$(grep -oE '[0-9]+ skipped' <<<"$summary" | grep -oE '[0-9]+' || echo 0)
+    count() { grep -oE "[0-9]+ $1" <<<"$summary" | grep -oE '[0-9]+' || echo 0; }
+    p=$(count passed)
+    f=$(count failed)
+    s=$(count skipped)
     total_passed=$((total_passed + p))
     total_failed=$((total_failed + f))
     total_skipped=$((total_skipped + ${s:-0}))
