@@ -114,10 +114,14 @@ static void after_accept(int listen_fd, int fd, const struct sockaddr *addr, soc
     event_accept(listen_fd, fd, rec);
 }
 
-SHIM_EXPORT int accept4(int listen_fd, struct sockaddr *addr, socklen_t *len, int flags)
+/* accept() is accept4() with no flags; both go through here.  The real
+ * accept, not accept4, is called for accept(): an older kernel or seccomp
+ * policy may allow one and not the other. */
+static int accept_common(int listen_fd, struct sockaddr *addr, socklen_t *len, int flags,
+                         bool four)
 {
     socklen_t given = addr && len ? *len : 0;
-    int fd = REAL(accept4)(listen_fd, addr, len, flags);
+    int fd = four ? REAL(accept4)(listen_fd, addr, len, flags) : REAL(accept)(listen_fd, addr, len);
     if (!guard_enter())
         return fd;
     int saved = errno;
@@ -127,17 +131,14 @@ SHIM_EXPORT int accept4(int listen_fd, struct sockaddr *addr, socklen_t *len, in
     return fd;
 }
 
+SHIM_EXPORT int accept4(int listen_fd, struct sockaddr *addr, socklen_t *len, int flags)
+{
+    return accept_common(listen_fd, addr, len, flags, true);
+}
+
 SHIM_EXPORT int accept(int listen_fd, struct sockaddr *addr, socklen_t *len)
 {
-    socklen_t given = addr && len ? *len : 0;
-    int fd = REAL(accept)(listen_fd, addr, len);
-    if (!guard_enter())
-        return fd;
-    int saved = errno;
-    after_accept(listen_fd, fd, addr, given, len, saved);
-    guard_leave();
-    errno = saved;
-    return fd;
+    return accept_common(listen_fd, addr, len, 0, false);
 }
 
 /* ---- release ---- */

@@ -93,7 +93,7 @@ SHIM_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
     return ret;
 }
 
-/* execl, execlp, execle: collect the variadic arguments into an argv. */
+/* execl, execlp, execle: the variadic arguments become an argv array. */
 static int count_args(const char *arg0, va_list ap)
 {
     int count = 1;
@@ -104,53 +104,50 @@ static int count_args(const char *arg0, va_list ap)
     return count;
 }
 
-#define COLLECT_ARGS(argv, arg0, count, ap)                                                        \
-    do {                                                                                           \
-        (argv)[0] = (char *)(arg0);                                                                \
-        for (int i_ = 1; i_ <= (count); i_++)                                                      \
-            (argv)[i_] = va_arg(ap, char *);                                                       \
-    } while (0)
+/* Fills argv[0..count] and consumes the terminating NULL, so that execle's
+ * envp is the next argument. */
+static void fill_args(char **argv, const char *arg0, int count, va_list ap)
+{
+    argv[0] = (char *)arg0;
+    for (int i = 1; i < count; i++)
+        argv[i] = va_arg(ap, char *);
+    if (count)
+        (void)va_arg(ap, char *);
+    argv[count] = NULL;
+}
+
+/* Declares `char *argv[]` (sized in a first pass) from the arguments after
+ * arg0, and leaves `ap` started just past their NULL: the caller ends it. */
+#define ARGV_FROM_LIST(argv, arg0, ap)                                                             \
+    va_start(ap, arg0);                                                                            \
+    int argc_ = count_args(arg0, ap);                                                              \
+    va_end(ap);                                                                                    \
+    char *argv[argc_ + 1];                                                                         \
+    va_start(ap, arg0);                                                                            \
+    fill_args(argv, arg0, argc_, ap)
 
 SHIM_EXPORT int execl(const char *path, const char *arg0, ...)
 {
     va_list ap;
-    va_start(ap, arg0);
-    int count = count_args(arg0, ap);
+    ARGV_FROM_LIST(argv, arg0, ap);
     va_end(ap);
-    char *argv[count + 1];
-    va_start(ap, arg0);
-    COLLECT_ARGS(argv, arg0, count, ap);
-    va_end(ap);
-    argv[count] = NULL;
     return execv(path, argv);
 }
 
 SHIM_EXPORT int execlp(const char *file, const char *arg0, ...)
 {
     va_list ap;
-    va_start(ap, arg0);
-    int count = count_args(arg0, ap);
+    ARGV_FROM_LIST(argv, arg0, ap);
     va_end(ap);
-    char *argv[count + 1];
-    va_start(ap, arg0);
-    COLLECT_ARGS(argv, arg0, count, ap);
-    va_end(ap);
-    argv[count] = NULL;
     return execvp(file, argv);
 }
 
 SHIM_EXPORT int execle(const char *path, const char *arg0, ...)
 {
     va_list ap;
-    va_start(ap, arg0);
-    int count = count_args(arg0, ap);
-    va_end(ap);
-    char *argv[count + 1];
-    va_start(ap, arg0);
-    COLLECT_ARGS(argv, arg0, count, ap);
+    ARGV_FROM_LIST(argv, arg0, ap);
     char *const *envp = va_arg(ap, char *const *);
     va_end(ap);
-    argv[count] = NULL;
     return execve(path, argv, envp);
 }
 
