@@ -9,14 +9,14 @@ CFLAGS_COMMON := -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -Iinclude -
 SHIM_CFLAGS := $(CFLAGS_COMMON) -fPIC -fvisibility=hidden -ftls-model=initial-exec
 SHIM_LDFLAGS := -shared -Wl,--version-script=shim/exports.map -Wl,--exclude-libs,ALL \
                 -Wl,-z,now -Wl,-z,noexecstack -Wl,--no-undefined
-SHIM_LIBS := -l:libjansson.a -ldl
+SHIM_LIBS := -ldl
 
 SHIM_SOURCES := $(wildcard shim/*.c)
 SHIM_OBJECTS := $(SHIM_SOURCES:shim/%.c=$(BUILD)/shim/%.o) $(BUILD)/shim/vfork.o
 SHIM := $(BUILD)/librstshim.so
 
 # The pure modules, unit-tested without sockets.
-PURE_SOURCES := shim/verdict.c shim/format.c shim/config.c
+PURE_SOURCES := shim/verdict.c shim/format.c shim/config.c shim/json_line.c
 UNIT_TEST := $(BUILD)/tests/unit_tests
 
 # Hosts for the shim's own tests (tests/shim/).
@@ -55,6 +55,10 @@ $(UNIT_TEST): $(wildcard tests/unit/*.c) $(PURE_SOURCES) $(wildcard include/*.h)
 -include tests/scenario/scenario.mk
 include demo/demo.mk
 include tool/tool.mk
+include bench/bench.mk
+include dist/dist.mk
+-include tests/servers/servers.mk
+-include tests/hardening/hardening.mk
 
 test-unit: $(UNIT_TEST)
 	$(UNIT_TEST)

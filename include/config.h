@@ -17,6 +17,7 @@ struct config {
     bool flagged_only;              /* RSTSHIM_EVENTS=flagged */
     long long immediate_ms;         /* RSTSHIM_IMMEDIATE_MS */
     char tag[CONFIG_TAG_MAX];       /* RSTSHIM_TAG, "" when unset */
+    char tag_printable[CONFIG_TAG_MAX * 4]; /* the tag as written: \xNN for odd bytes */
 };
 
 /* One problem found while parsing: reported as a config_error line. */

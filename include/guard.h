@@ -2,7 +2,7 @@
  *
  * A wrapper runs shim code only when the library is initialised and the
  * calling thread is not already inside shim code.  The second rule keeps
- * the shim's own work (malloc, jansson, opening the log) from re-entering a
+ * the shim's own work (opening the log, reading /proc) from re-entering a
  * wrapper, and it makes a signal handler that interrupts shim code pass its
  * calls straight through.  The guard is held only around shim code, never
  * across the real call: a thread blocked in accept() or recv() must not

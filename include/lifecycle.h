@@ -8,6 +8,7 @@
 
 #include "fdtab.h"
 #include "log.h"
+#include "probe.h"
 #include "verdict.h"
 
 /* ---- tracking ---- */
@@ -32,18 +33,25 @@ void lifecycle_mark_shared(bool only_inheritable);
  * and finished after it. */
 struct release {
     int fd;
+    const char *via;
     struct socket_record *rec;
     bool last;              /* no other fd of this process names the socket */
     bool stale;             /* the fd was no longer this socket: say nothing */
-    struct logline line;    /* built before the call, written after it */
+    struct close_facts facts;
+    struct close_verdict verdict;
+    bool have_tcp;
+    struct tcp_facts tcp;
     /* A socket shared with another process: only the kernel can say, after
      * the call, whether this close was the last release (verify.h). */
     bool verify;
+    bool verified;
     struct close_verdict if_last; /* the verdict should it prove to be the last */
+    bool write;             /* a line is wanted: addresses were learnt before the call */
 };
 
 /* Takes fd out of the table (NULL rec: nothing tracked, returns false) and
- * probes what the verdict needs; builds the line when it will be written. */
+ * probes what the verdict and the line need; the line itself is built and
+ * written by release_end(), from what was learnt here. */
 bool release_begin(struct release *r, int fd, const char *via);
 /* released: the real call did release the fd.  Otherwise (it failed) the
  * fd keeps its record and the line is dropped. */
@@ -54,19 +62,27 @@ void release_end(struct release *r, bool released);
 struct release_set {
     struct release *items;
     unsigned count;
+    unsigned capacity;
 };
 void release_set_begin(struct release_set *set, int low, int high, const char *via,
                        bool cloexec_only);
 void release_set_end(struct release_set *set, bool released);
+/* exit: closes the fds of sockets shared with another process before
+ * release_set_end(), so their verification sees this process let go. */
+void release_set_close_shared(struct release_set *set);
 /* exec: the lines must be written before the call, which never returns on
  * success; release_set_end(set, false) then undoes a failed exec. */
 void release_set_write_now(struct release_set *set);
 
 /* ---- other events ---- */
 
-/* Adds local, peer (when with_peer) and cookie, asked of the kernel only
- * when a line is actually written. */
+/* local, peer (when with_peer) and cookie, asked of the kernel only when a
+ * line is actually written, and kept with the record. */
 void socket_fields(struct logline *line, int fd, struct socket_record *rec, bool with_peer);
+/* The two halves: asking (while fd is still the socket) and writing what
+ * is known (also after the socket is gone). */
+void record_learn_addresses(int fd, struct socket_record *rec, bool with_peer);
+void socket_fields_known(struct logline *line, const struct socket_record *rec, bool with_peer);
 
 void event_listen(int fd, struct socket_record *rec, int backlog);
 void event_accept(int listen_fd, int fd, struct socket_record *rec);

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "config.h"
+#include "json_line.h"
 
 /* Opens the log named by the configuration (a file is opened
  * O_APPEND|O_CLOEXEC|O_NOFOLLOW, mode 0600, %p expanded).  On failure it
@@ -37,17 +38,21 @@ void log_move_away_from(int fd);
 
 /* ---- building one line ----
  * logline_begin() adds the common fields; the others add one field each;
- * logline_end() encodes the line and writes it with one write(2).  Between
- * begin and end nothing is written, so lines never interleave. */
+ * logline_end() writes the line with one write(2).  A line lives in the
+ * caller's struct (on its stack): no allocation anywhere, so a close() in a
+ * signal handler or in the forked child of a threaded process is safe, and
+ * a release can build its line before the real call and write it after. */
 struct logline {
-    void *object; /* the encoder's own (a jansson object today) */
+    bool active; /* begun and to be written */
+    struct json_line json;
 };
 
 bool logline_begin(struct logline *line, const char *event, int fd, bool flagged);
 void logline_string(struct logline *line, const char *key, const char *value); /* NULL: null */
 void logline_int(struct logline *line, const char *key, long long value);
 void logline_uint(struct logline *line, const char *key, uint64_t value);
-void logline_real(struct logline *line, const char *key, double value);
+/* value / 10^decimals, e.g. nanoseconds as milliseconds with 6 decimals */
+void logline_fixed(struct logline *line, const char *key, uint64_t value, unsigned decimals);
 void logline_bool(struct logline *line, const char *key, bool value);
 void logline_null(struct logline *line, const char *key);
 /* true / false / null for 1 / 0 / -1 */

@@ -10,9 +10,12 @@
 extern struct config shim_config;
 extern pid_t shim_pid; /* refreshed in a forked child */
 
-/* The calling thread's id and name, asked of the kernel once per thread. */
+/* The calling thread's id, asked of the kernel once per thread. */
 pid_t process_tid(void);
-const char *process_comm(void);
+/* The calling thread's name now (it may have been renamed since its last
+ * line, as ps and bpftrace would show), printable. */
+#define PROCESS_COMM_MAX 68
+const char *process_comm(char out[PROCESS_COMM_MAX]);
 /* In a forked child: forget the parent thread's cached id and name. */
 void process_after_fork_in_child(void);
 

@@ -1,6 +1,8 @@
 /* Parsing of RSTSHIM_* values (see include/config.h). */
 #include "config.h"
 
+#include "format.h"
+
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,6 +72,7 @@ static const char *parse_tag(const char *value, struct config *cfg)
     if (strlen(value) >= sizeof cfg->tag)
         return "longer than 127 bytes; no tag";
     strcpy(cfg->tag, value);
+    format_printable(value, sizeof cfg->tag, cfg->tag_printable, sizeof cfg->tag_printable);
     return NULL;
 }
 
@@ -104,6 +107,8 @@ int config_parse(const char *log, const char *events, const char *immediate_ms, 
 int config_expand_path(const char *pattern, long pid, char *out, unsigned long out_size)
 {
     unsigned long at = 0;
+    if (out_size == 0)
+        return -1;
     for (const char *p = pattern; *p; p++) {
         char piece[24];
         const char *text = piece;

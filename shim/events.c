@@ -8,27 +8,33 @@
 #include "probe.h"
 #include "process.h"
 
-void socket_fields(struct logline *line, int fd, struct socket_record *rec, bool with_peer)
+void record_learn_addresses(int fd, struct socket_record *rec, bool with_peer)
 {
-    /* Asked once per socket: a listener's or connection's addresses do not
-     * change after listen/accept/connect, which is when the first line is. */
-    if (rec->role == ROLE_NONE) { /* not bound or connected yet: ask, do not keep */
-        struct sockaddr_storage local;
-        socklen_t local_len = probe_local(fd, &local);
-        logline_address(line, "local", (struct sockaddr *)&local, local_len);
-    } else {
-        if (!rec->local_len)
-            rec->local_len = probe_local(fd, &rec->local);
-        logline_address(line, "local", (struct sockaddr *)&rec->local, rec->local_len);
-    }
-    if (with_peer) {
-        if (!rec->peer_len)
-            rec->peer_len = probe_peer(fd, &rec->peer);
-        logline_address(line, "peer", (struct sockaddr *)&rec->peer, rec->peer_len);
-    }
+    /* Asked once per socket: its addresses do not change after
+     * listen/accept/connect.  A socket not bound or connected yet is not
+     * asked: it has no address worth keeping. */
+    if (rec->role == ROLE_NONE)
+        return;
+    if (!rec->local_len)
+        rec->local_len = probe_local(fd, &rec->local);
+    if (with_peer && !rec->peer_len)
+        rec->peer_len = probe_peer(fd, &rec->peer);
     if (!rec->cookie)
         rec->cookie = probe_cookie(fd);
+}
+
+void socket_fields_known(struct logline *line, const struct socket_record *rec, bool with_peer)
+{
+    logline_address(line, "local", (const struct sockaddr *)&rec->local, rec->local_len);
+    if (with_peer)
+        logline_address(line, "peer", (const struct sockaddr *)&rec->peer, rec->peer_len);
     logline_uint(line, "cookie", rec->cookie);
+}
+
+void socket_fields(struct logline *line, int fd, struct socket_record *rec, bool with_peer)
+{
+    record_learn_addresses(fd, rec, with_peer);
+    socket_fields_known(line, rec, with_peer);
 }
 
 void event_listen(int fd, struct socket_record *rec, int backlog)

@@ -3,12 +3,10 @@
  * lines of sockets still open at exit. */
 #include <dirent.h>
 #include <dlfcn.h>
-#include <jansson.h>
 #include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/auxv.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -121,23 +119,11 @@ static void after_fork_in_child(void)
 
 /* ---- start and exit ---- */
 
-static void seed_jansson(void)
-{
-    /* jansson would read /dev/urandom through open/read/close on first use;
-     * the kernel's AT_RANDOM bytes cost nothing. */
-    const unsigned char *random = (const unsigned char *)getauxval(AT_RANDOM);
-    uint32_t seed = 0x9e3779b9u;
-    if (random)
-        memcpy(&seed, random, sizeof seed);
-    json_object_seed(seed ? seed : 1);
-}
-
 __attribute__((constructor)) static void shim_start(void)
 {
     guard_reenter(); /* nothing the shim does here may enter a wrapper */
     real_resolve();
     shim_pid = getpid();
-    seed_jansson();
 
     struct config_problem problems[CONFIG_MAX_PROBLEMS];
     int count = config_parse(getenv("RSTSHIM_LOG"), getenv("RSTSHIM_EVENTS"),
@@ -162,6 +148,7 @@ void shim_release_all_at_exit(void)
     guard_reenter();
     struct release_set set;
     release_set_begin(&set, 0, -1, "exit", false);
+    release_set_close_shared(&set);
     release_set_end(&set, true);
     guard_leave();
 }

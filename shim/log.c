@@ -24,7 +24,10 @@ static bool log_quiet = true;
 static bool log_flagged_only;
 static bool log_is_pipe; /* a pipe or socket: a gone reader must not SIGPIPE the host */
 
-/* Says, once per process, why the shim stopped logging. */
+static ssize_t write_without_sigpipe(int fd, const char *data, size_t len);
+
+/* Says, once per process, why the shim stopped logging.  stderr may be
+ * the very pipe that broke: SIGPIPE is held back here too. */
 static void say_going_quiet(const char *what, const char *path, int err)
 {
     char message[512];
@@ -33,7 +36,7 @@ static void say_going_quiet(const char *what, const char *path, int err)
     if (n > (int)sizeof message - 1)
         n = (int)sizeof message - 1;
     if (n > 0)
-        (void)!REAL(write)(STDERR_FILENO, message, (size_t)n);
+        (void)!write_without_sigpipe(STDERR_FILENO, message, (size_t)n);
 }
 
 static void remember_fd_kind(int fd)
@@ -76,13 +79,19 @@ static void open_file(const char *pattern)
         log_quiet = true;
         return;
     }
-    /* O_NOFOLLOW: a symlink planted at the log path is refused, not followed. */
-    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+    /* O_NOFOLLOW: a symlink planted at the log path is refused, not
+     * followed.  O_NONBLOCK: a FIFO with no reader fails at once (ENXIO)
+     * instead of blocking the host; it is cleared again after the open. */
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK,
+                  0600);
     if (fd < 0) {
         say_going_quiet("cannot open log", path, errno);
         log_quiet = true;
         return;
     }
+    int flags = REAL(fcntl)(fd, F_GETFL);
+    if (flags >= 0)
+        REAL(fcntl)(fd, F_SETFL, flags & ~O_NONBLOCK);
     log_target_fd = move_out_of_the_way(fd);
     log_owns_target = true;
     remember_fd_kind(log_target_fd);

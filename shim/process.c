@@ -12,9 +12,8 @@
 SHIM_HIDDEN struct config shim_config;
 SHIM_HIDDEN pid_t shim_pid;
 
-/* Asked once per thread: gettid() and prctl() are syscalls. */
+/* Asked once per thread: gettid() is a syscall. */
 static __thread pid_t thread_id __attribute__((tls_model("initial-exec")));
-static __thread char thread_comm[64] __attribute__((tls_model("initial-exec")));
 
 pid_t process_tid(void)
 {
@@ -23,23 +22,20 @@ pid_t process_tid(void)
     return thread_id;
 }
 
-const char *process_comm(void)
+const char *process_comm(char out[PROCESS_COMM_MAX])
 {
-    if (!thread_comm[0]) {
-        char name[17] = {0};
-        if (prctl(PR_GET_NAME, name) != 0)
-            strcpy(name, "?");
-        /* comm is whatever the program set: keep the line valid UTF-8. */
-        format_printable(name, 16, thread_comm, sizeof thread_comm);
-    }
-    return thread_comm;
+    char name[17] = {0};
+    if (prctl(PR_GET_NAME, name) != 0)
+        strcpy(name, "?");
+    /* comm is whatever the program set: keep the line plain ASCII. */
+    format_printable(name, 16, out, PROCESS_COMM_MAX);
+    return out;
 }
 
 void process_after_fork_in_child(void)
 {
     shim_pid = getpid();
     thread_id = 0;
-    thread_comm[0] = '\0';
 }
 
 uint64_t process_monotonic_ns(void)

@@ -7,7 +7,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
-#include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 
 #include "lifecycle.h"
@@ -88,6 +88,9 @@ struct socket_record *lifecycle_adopt(int fd)
         return NULL;
     rec->adopted = true;
     rec->backlog = -1; /* unknown: the close line gives the kernel's effective one */
+    /* Whoever handed it over (the parent that exec'd us, the sender of
+     * SCM_RIGHTS) may still hold it: its release is settled by the kernel. */
+    __atomic_store_n(&rec->shared_with_process, true, __ATOMIC_RELAXED);
     if (!listening)
         rec->role = (uint8_t)role_of_handed_socket(fd, rec);
     return rec;
@@ -116,7 +119,7 @@ static void mark_one_shared(int fd, struct socket_record *rec, void *ctx)
     bool only_inheritable = *(bool *)ctx;
     if (only_inheritable && probe_cloexec(fd) == 1)
         return;
-    rec->shared_with_process = true;
+    __atomic_store_n(&rec->shared_with_process, true, __ATOMIC_RELAXED);
 }
 
 void lifecycle_mark_shared(bool only_inheritable)
@@ -164,7 +167,7 @@ static void facts_from_record(struct close_facts *f, const struct release *r)
     f->listener = rec->role == ROLE_LISTENER;
     f->accepted = rec->role == ROLE_ACCEPTED && !rec->adopted;
     f->refs_left = r->last ? 0 : 1;
-    f->shared_with_process = rec->shared_with_process;
+    f->shared_with_process = __atomic_load_n(&rec->shared_with_process, __ATOMIC_RELAXED);
     f->unread_bytes = -1;
     f->linger_onoff = -1;
     f->tcp_state = -1;
@@ -176,24 +179,26 @@ static void facts_from_record(struct close_facts *f, const struct release *r)
     f->recv_timed_out = __atomic_load_n(&rec->seen, __ATOMIC_RELAXED) & SEEN_RECV_TIMEOUT;
 }
 
-static void build_line(struct release *r, const char *via, const struct close_facts *f,
-                       const struct close_verdict *v, const struct tcp_facts *tcp)
+/* The close line, after the call, once verification has spoken: from
+ * what release_begin() learnt; the socket itself may be gone. */
+static void write_line(struct release *r)
 {
+    const struct close_facts *f = &r->facts;
     struct socket_record *rec = r->rec;
-    struct logline *line = &r->line;
-    if (!logline_begin(line, "close", r->fd, v->flags != 0))
+    struct logline line_storage, *line = &line_storage;
+    if (!logline_begin(line, "close", r->fd, r->verdict.flags != 0))
         return;
-    logline_string(line, "via", via);
+    logline_string(line, "via", r->via);
     logline_string(line, "role", role_name(rec));
-    socket_fields(line, r->fd, rec, !f->listener);
+    socket_fields_known(line, rec, !f->listener);
     if (f->listener)
         logline_null(line, "peer");
     if (f->unread_bytes >= 0)
         logline_int(line, "unread_bytes", f->unread_bytes);
     else
         logline_null(line, "unread_bytes");
-    logline_flags(line, "flags", v->flags);
-    logline_tristate(line, "rst", v->rst);
+    logline_flags(line, "flags", r->verdict.flags);
+    logline_tristate(line, "rst", r->verdict.rst);
     if (f->listener) {
         logline_int(line, "pending", f->pending >= 0 ? f->pending : 0);
         if (rec->backlog >= 0)
@@ -202,21 +207,23 @@ static void build_line(struct release *r, const char *via, const struct close_fa
             logline_null(line, "backlog");
     } else {
         if (rec->start_ns)
-            logline_real(line, "duration_ms",
-                         (double)(process_monotonic_ns() - rec->start_ns) / 1e6);
+            logline_fixed(line, "duration_ms", process_monotonic_ns() - rec->start_ns, 6);
         else
             logline_null(line, "duration_ms");
-        if (tcp) {
+        if (r->have_tcp) {
             logline_int(line, "bytes_read", f->bytes_read);
             logline_int(line, "bytes_written", f->bytes_written);
-            logline_string(line, "state", verdict_state_name(tcp->state));
-            logline_int(line, "rtt_us", tcp->rtt_us);
+            logline_string(line, "state", verdict_state_name(r->tcp.state));
+            logline_int(line, "rtt_us", r->tcp.rtt_us);
         }
     }
     if (f->linger_onoff > 0)
         logline_int(line, "linger", f->linger_seconds);
     if (rec->adopted)
         logline_bool(line, "adopted", true);
+    if (r->verify)
+        logline_bool(line, "verified", r->verified);
+    logline_end(line);
 }
 
 static void apply_tcp_info(struct close_facts *f, const struct tcp_facts *tcp, uint32_t seen)
@@ -243,13 +250,15 @@ static bool probe_listener(int fd, struct socket_record *rec, struct close_facts
 /* The last fd of this process on a socket another process may also hold:
  * work out now what this close does if it is the last release, and what
  * to ask the kernel afterwards (the socket is gone then). */
-static void prepare_verification(struct release *r, const struct close_facts *f,
-                                 struct tcp_facts *tcp_to_fetch, uint32_t seen)
+static void prepare_verification(struct release *r, uint32_t seen)
 {
-    struct close_facts alone = *f;
+    struct close_facts alone = r->facts;
     alone.shared_with_process = false;
-    if (tcp_to_fetch && !alone.listener && probe_tcp_info(r->fd, tcp_to_fetch))
-        apply_tcp_info(&alone, tcp_to_fetch, seen);
+    if (!r->have_tcp && !alone.listener && probe_tcp_info(r->fd, &r->tcp)) {
+        r->have_tcp = true;
+        apply_tcp_info(&r->facts, &r->tcp, seen);
+        apply_tcp_info(&alone, &r->tcp, seen);
+    }
     r->if_last = verdict_on_close(&alone);
     if (!r->rec->cookie)
         r->rec->cookie = probe_cookie(r->fd);
@@ -262,65 +271,68 @@ static void prepare_verification(struct release *r, const struct close_facts *f,
 static void finish_verification(struct release *r)
 {
     enum verify_answer answer = verify_socket(&r->rec->local, &r->rec->peer, r->rec->cookie);
-    if (answer == VERIFY_ERROR) {
-        logline_bool(&r->line, "verified", false);
+    if (answer == VERIFY_ERROR)
+        return; /* stays shared, rst null, verified false */
+    r->verified = true;
+    if (answer == VERIFY_HELD) {
+        r->verdict.rst = RST_NO; /* the other process still holds it */
         return;
     }
-    if (answer == VERIFY_HELD) {
-        logline_tristate(&r->line, "rst", RST_NO); /* the other process still holds it */
-    } else {
-        /* Released: gone at once after an RST (or already dead), an orphan
-         * closing gracefully after a FIN. */
-        logline_flags(&r->line, "flags", r->if_last.flags);
-        logline_tristate(&r->line, "rst", answer == VERIFY_GONE ? r->if_last.rst : RST_NO);
-    }
-    logline_bool(&r->line, "verified", true);
+    /* Released: gone at once after an RST (or already dead), an orphan
+     * closing gracefully after a FIN. */
+    r->verdict.flags = r->if_last.flags;
+    r->verdict.rst = answer == VERIFY_GONE ? r->if_last.rst : RST_NO;
 }
 
 bool release_begin(struct release *r, int fd, const char *via)
 {
-    memset(r, 0, sizeof *r);
     r->fd = fd;
+    r->via = via;
     r->rec = fdtab_take(fd);
     if (!r->rec)
         return false;
     r->last = record_drop(r->rec) == 0;
+    r->stale = r->have_tcp = r->verify = r->verified = r->write = false;
     struct socket_record *rec = r->rec;
-    if (rec->role == ROLE_NONE)
-        return true; /* socket() and never connected nor listening: no TCP lifecycle */
+    if (rec->role == ROLE_NONE) {
+        r->stale = true; /* socket() and never connected nor listening: no TCP lifecycle */
+        return true;
+    }
 
-    struct close_facts f;
-    facts_from_record(&f, r);
-    struct tcp_facts tcp;
-    bool have_tcp = false;
+    struct close_facts *f = &r->facts;
+    facts_from_record(f, r);
     uint32_t seen = __atomic_load_n(&rec->seen, __ATOMIC_RELAXED);
-
-    if (f.listener) {
-        have_tcp = probe_listener(fd, rec, &f, &tcp);
-        r->stale = !have_tcp;
+    if (f->listener) {
+        r->have_tcp = probe_listener(fd, rec, f, &r->tcp);
+        r->stale = !r->have_tcp;
     } else {
         /* One getsockopt both reads the linger in force and proves the fd
-         * is still a socket (ENOTSOCK: closed behind our back, reused). */
-        r->stale = probe_linger(fd, &f.linger_onoff, &f.linger_seconds) == -ENOTSOCK;
-        f.unread_bytes = probe_unread(fd);
-        if (verdict_needs_tcp_info(&f, seen & (SEEN_READ | SEEN_WROTE))) {
-            have_tcp = probe_tcp_info(fd, &tcp);
-            if (have_tcp)
-                apply_tcp_info(&f, &tcp, seen);
+         * is still a socket (closed behind our back and reused, or closed). */
+        int linger = probe_linger(fd, &f->linger_onoff, &f->linger_seconds);
+        r->stale = linger == -ENOTSOCK || linger == -EBADF;
+        f->unread_bytes = probe_unread(fd);
+        if (!r->stale && verdict_needs_tcp_info(f, seen & (SEEN_READ | SEEN_WROTE))) {
+            r->have_tcp = probe_tcp_info(fd, &r->tcp);
+            if (r->have_tcp)
+                apply_tcp_info(f, &r->tcp, seen);
         }
     }
     if (r->stale)
         return true;
-    struct close_verdict v = verdict_on_close(&f);
+    r->verdict = verdict_on_close(f);
     /* A line that will be written carries the state and byte counts too. */
-    if (!have_tcp && log_wants(v.flags != 0) && probe_tcp_info(fd, &tcp)) {
-        have_tcp = true;
-        apply_tcp_info(&f, &tcp, seen);
-        v = verdict_on_close(&f);
+    if (!r->have_tcp && log_wants(r->verdict.flags != 0) && probe_tcp_info(fd, &r->tcp)) {
+        r->have_tcp = true;
+        apply_tcp_info(f, &r->tcp, seen);
+        r->verdict = verdict_on_close(f);
     }
-    if (f.shared_with_process && r->last && v.rst == RST_UNKNOWN)
-        prepare_verification(r, &f, have_tcp ? NULL : &tcp, seen);
-    build_line(r, via, &f, &v, have_tcp ? &tcp : NULL);
+    if (f->shared_with_process && r->last && r->verdict.rst == RST_UNKNOWN)
+        prepare_verification(r, seen);
+    /* A verified close may end up flagged or not: learn what either needs. */
+    r->write = log_wants(r->verdict.flags != 0) || (r->verify && log_wants(false)) ||
+               (r->verify && log_wants(r->if_last.flags != 0));
+    if (r->write)
+        record_learn_addresses(fd, rec, !f->listener);
     return true;
 }
 
@@ -330,16 +342,14 @@ void release_end(struct release *r, bool released)
         return;
     if (!released) {
         /* The call failed and the fd is still open: it keeps its record. */
-        logline_discard(&r->line);
         lifecycle_share(r->fd, r->rec);
         return;
     }
-    if (r->stale) {
-        logline_discard(&r->line);
-    } else {
-        if (r->verify && r->line.object)
+    if (!r->stale) {
+        if (r->verify)
             finish_verification(r);
-        logline_end(&r->line);
+        if (r->write)
+            write_line(r); /* written only if still wanted with the final flags */
     }
     if (r->last)
         record_free(r->rec);
@@ -354,20 +364,33 @@ struct collect {
     bool cloexec_only;
 };
 
+/* mmap, not malloc: exit and _exit run this in forked children of threaded
+ * programs and in signal handlers, where malloc's locks may be held. */
+static bool grow_items(struct collect *c)
+{
+    size_t capacity = c->capacity ? c->capacity * 2 : 64;
+    struct release *items = mmap(NULL, capacity * sizeof *items, PROT_READ | PROT_WRITE,
+                                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (items == MAP_FAILED)
+        return false;
+    if (c->set->items) {
+        memcpy(items, c->set->items, c->set->count * sizeof *items);
+        munmap(c->set->items, c->capacity * sizeof *items);
+    }
+    c->set->items = items;
+    c->capacity = (unsigned)capacity;
+    c->set->capacity = (unsigned)capacity;
+    return true;
+}
+
 static void collect_one(int fd, struct socket_record *rec, void *ctx)
 {
     struct collect *c = ctx;
     (void)rec;
     if (c->cloexec_only && probe_cloexec(fd) != 1)
         return;
-    if (c->set->count == c->capacity) {
-        unsigned capacity = c->capacity ? c->capacity * 2 : 16;
-        struct release *items = realloc(c->set->items, capacity * sizeof *items);
-        if (!items)
-            return; /* out of memory: this fd goes unreported, the host is unharmed */
-        c->set->items = items;
-        c->capacity = capacity;
-    }
+    if (c->set->count == c->capacity && !grow_items(c))
+        return; /* out of memory: this fd goes unreported, the host is unharmed */
     if (release_begin(&c->set->items[c->set->count], fd, c->via))
         c->set->count++;
 }
@@ -377,22 +400,38 @@ void release_set_begin(struct release_set *set, int low, int high, const char *v
 {
     struct collect c = {set, 0, via, cloexec_only};
     set->items = NULL;
-    set->count = 0;
+    set->count = set->capacity = 0;
     fdtab_for_each(low, high, collect_one, &c);
+}
+
+/* At exit the kernel releases the fds only after the shim's last word, so
+ * a socket another process may hold would always look "still held".  Such
+ * sockets (every fd of them) are closed here first, as exit would, so the
+ * kernel can say what their release did. */
+void release_set_close_shared(struct release_set *set)
+{
+    for (unsigned i = 0; i < set->count; i++)
+        if (!set->items[i].stale &&
+            __atomic_load_n(&set->items[i].rec->shared_with_process, __ATOMIC_RELAXED))
+            REAL(close)(set->items[i].fd);
 }
 
 void release_set_end(struct release_set *set, bool released)
 {
     for (unsigned i = 0; i < set->count; i++)
         release_end(&set->items[i], released);
-    free(set->items);
+    if (set->items)
+        munmap(set->items, set->capacity * sizeof *set->items);
     set->items = NULL;
-    set->count = 0;
+    set->count = set->capacity = 0;
 }
 
 void release_set_write_now(struct release_set *set)
 {
-    for (unsigned i = 0; i < set->count; i++)
-        if (!set->items[i].stale)
-            logline_end(&set->items[i].line);
+    for (unsigned i = 0; i < set->count; i++) {
+        struct release *r = &set->items[i];
+        if (!r->stale && r->write)
+            write_line(r);
+        r->write = false; /* said once, even if the exec fails */
+    }
 }

@@ -67,9 +67,12 @@ struct close_verdict verdict_on_close(const struct close_facts *f)
         return v;
     }
     if (f->shared_with_process) {
+        /* A socket already dead (reset by its peer) sends nothing whether
+         * this release is the last or not: nothing to flag either way. */
+        if (f->tcp_state == TCP_CLOSE)
+            return v;
         v.flags = FLAG_SHARED;
-        /* A socket already dead (reset by its peer) sends nothing, last or not. */
-        v.rst = f->tcp_state == TCP_CLOSE ? RST_NO : RST_UNKNOWN;
+        v.rst = RST_UNKNOWN;
         return v;
     }
 

@@ -127,12 +127,13 @@ SHIM_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen,
     return n;
 }
 
-/* fds passed over a UNIX socket with SCM_RIGHTS may be TCP sockets. */
-static void adopt_received_fds(struct msghdr *msg)
+/* Calls fn for every fd carried in msg's SCM_RIGHTS messages. */
+static void for_each_passed_fd(const struct msghdr *msg, void (*fn)(int fd))
 {
-    if (!guard_enter())
+    if (!msg || !msg->msg_control || msg->msg_controllen < sizeof(struct cmsghdr) ||
+        !guard_enter())
         return;
-    for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
             continue;
         size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -140,21 +141,29 @@ static void adopt_received_fds(struct msghdr *msg)
         for (size_t i = 0; i < count; i++) {
             int fd;
             __builtin_memcpy(&fd, data + i * sizeof fd, sizeof fd);
-            lifecycle_adopt(fd);
+            fn(fd);
         }
     }
     guard_leave();
+}
+
+/* Received: a TCP socket handed over by another process (or thread). */
+static void adopt_received(int fd) { lifecycle_adopt(fd); }
+
+/* Sent: the receiver holds it too from now on. */
+static void mark_passed(int fd)
+{
+    struct socket_record *rec = fdtab_get(fd);
+    if (rec)
+        __atomic_store_n(&rec->shared_with_process, true, __ATOMIC_RELAXED);
 }
 
 SHIM_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
     struct traffic t = traffic_lookup(fd);
     ssize_t n = REAL(recvmsg)(fd, msg, flags);
-    if (n >= 0 && msg && msg->msg_control && msg->msg_controllen >= sizeof(struct cmsghdr)) {
-        int saved = errno;
-        adopt_received_fds(msg);
-        errno = saved;
-    }
+    if (n >= 0)
+        for_each_passed_fd(msg, adopt_received); /* no syscall unless fds arrived */
     RECEIVED(fd, t, n, msg && msg->msg_iovlen ? 1 : 0, flags, "recvmsg");
     return n;
 }
@@ -204,6 +213,8 @@ SHIM_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
     struct traffic t = traffic_lookup(fd);
     ssize_t n = REAL(sendmsg)(fd, msg, flags);
+    if (n >= 0)
+        for_each_passed_fd(msg, mark_passed);
     SENT(fd, t, n, flags, "sendmsg");
     return n;
 }

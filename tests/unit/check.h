@@ -32,5 +32,6 @@ extern int checks_passed, checks_failed;
 void test_verdict(void);
 void test_format(void);
 void test_config(void);
+void test_json_line(void);
 
 #endif

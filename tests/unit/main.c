@@ -1,4 +1,4 @@
-/* Unit tests of the pure modules: verdicts, formatting, configuration. */
+/* Unit tests of the pure modules: verdicts, formatting, configuration, JSON lines. */
 #include "check.h"
 
 int checks_passed, checks_failed;
@@ -8,6 +8,7 @@ int main(void)
     test_verdict();
     test_format();
     test_config();
+    test_json_line();
     printf("unit: %d passed, %d failed\n", checks_passed, checks_failed);
     return checks_failed ? 1 : 0;
 }

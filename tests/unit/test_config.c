@@ -61,6 +61,9 @@ static void path_expansion(void)
     CHECK(config_expand_path("/tmp/plain", 7, out, sizeof out) == 0);
     CHECK_STR(out, "/tmp/plain");
     CHECK(config_expand_path("/tmp/%p", 1234567, out, 10) == -1);
+    CHECK(config_expand_path("", 1, out, 0) == -1); /* found by the fuzzer: no room at all */
+    CHECK(config_expand_path("", 1, out, 1) == 0);
+    CHECK_STR(out, "");
 }
 
 void test_config(void)

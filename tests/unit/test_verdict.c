@@ -152,7 +152,7 @@ static void shared(void)
     CHECK(v.rst == RST_UNKNOWN);
     f.tcp_state = TCP_CLOSE; /* already reset by the peer: nothing to send, last or not */
     v = verdict_on_close(&f);
-    CHECK(v.flags == FLAG_SHARED);
+    CHECK(v.flags == 0);
     CHECK(v.rst == RST_NO);
 }
 

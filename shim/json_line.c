@@ -1,0 +1,139 @@
+/* JSON encoding into a fixed buffer (see include/json_line.h).
+ *
+ * Each field is appended whole or not at all: when it does not fit, the
+ * buffer is rolled back to where the field began, so the line is always
+ * valid JSON. */
+#include "json_line.h"
+
+#include <string.h>
+
+/* Room kept for the closing "}\n". */
+#define CLOSING 2
+
+static bool put(struct json_line *j, const char *text, unsigned n)
+{
+    if (j->len + n + CLOSING > JSON_LINE_CAPACITY) {
+        j->full = true;
+        return false;
+    }
+    memcpy(j->text + j->len, text, n);
+    j->len += n;
+    return true;
+}
+
+static bool put_char(struct json_line *j, char c) { return put(j, &c, 1); }
+
+/* ,"key": */
+static bool put_key(struct json_line *j, const char *key)
+{
+    if (j->len > 1 && !put_char(j, ','))
+        return false;
+    return put_char(j, '"') && put(j, key, (unsigned)strlen(key)) && put(j, "\":", 2);
+}
+
+static bool put_escaped(struct json_line *j, const char *s)
+{
+    static const char hex[] = "0123456789abcdef";
+    if (!put_char(j, '"'))
+        return false;
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            char pair[2] = {'\\', (char)c};
+            if (!put(j, pair, 2))
+                return false;
+        } else if (c < 0x20 || c == 0x7f) {
+            char escape[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            if (!put(j, escape, 6))
+                return false;
+        } else if (!put_char(j, (char)c)) {
+            return false;
+        }
+    }
+    return put_char(j, '"');
+}
+
+static bool put_unsigned(struct json_line *j, uint64_t value, unsigned min_digits)
+{
+    char digits[24];
+    unsigned n = 0;
+    do {
+        digits[sizeof digits - 1 - n++] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value || n < min_digits);
+    return put(j, digits + sizeof digits - n, n);
+}
+
+/* Runs one field; on failure rolls the buffer back to where it began. */
+#define FIELD(j, body)                                                                             \
+    do {                                                                                           \
+        unsigned start_ = (j)->len;                                                                \
+        if (!(body))                                                                               \
+            (j)->len = start_;                                                                     \
+    } while (0)
+
+void json_line_open(struct json_line *j)
+{
+    j->len = 0;
+    j->full = false;
+    j->text[j->len++] = '{';
+}
+
+void json_line_string(struct json_line *j, const char *key, const char *value)
+{
+    FIELD(j, put_key(j, key) && (value ? put_escaped(j, value) : put(j, "null", 4)));
+}
+
+void json_line_int(struct json_line *j, const char *key, long long value)
+{
+    uint64_t magnitude = value < 0 ? (uint64_t)0 - (uint64_t)value : (uint64_t)value;
+    FIELD(j, put_key(j, key) && (value >= 0 || put_char(j, '-')) && put_unsigned(j, magnitude, 1));
+}
+
+void json_line_uint(struct json_line *j, const char *key, uint64_t value)
+{
+    FIELD(j, put_key(j, key) && put_unsigned(j, value, 1));
+}
+
+void json_line_fixed(struct json_line *j, const char *key, uint64_t value, unsigned decimals)
+{
+    uint64_t scale = 1;
+    for (unsigned i = 0; i < decimals; i++)
+        scale *= 10;
+    FIELD(j, put_key(j, key) && put_unsigned(j, value / scale, 1) &&
+                 (!decimals || (put_char(j, '.') && put_unsigned(j, value % scale, decimals))));
+}
+
+void json_line_bool(struct json_line *j, const char *key, bool value)
+{
+    FIELD(j, put_key(j, key) && (value ? put(j, "true", 4) : put(j, "false", 5)));
+}
+
+void json_line_null(struct json_line *j, const char *key)
+{
+    FIELD(j, put_key(j, key) && put(j, "null", 4));
+}
+
+static bool put_strings(struct json_line *j, const char *const *values, unsigned count)
+{
+    if (!put_char(j, '['))
+        return false;
+    for (unsigned i = 0; i < count; i++)
+        if ((i && !put_char(j, ',')) || !put_escaped(j, values[i]))
+            return false;
+    return put_char(j, ']');
+}
+
+void json_line_strings(struct json_line *j, const char *key, const char *const *values,
+                       unsigned count)
+{
+    FIELD(j, put_key(j, key) && put_strings(j, values, count));
+}
+
+unsigned json_line_close(struct json_line *j)
+{
+    /* put() always left room for these two. */
+    j->text[j->len++] = '}';
+    j->text[j->len++] = '\n';
+    return j->len;
+}

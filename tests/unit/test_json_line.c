@@ -1,0 +1,84 @@
+/* The line encoder: valid JSON for any input, fields whole or left out. */
+#include <stdint.h>
+
+#include "check.h"
+#include "json_line.h"
+
+static const char *closed(struct json_line *j)
+{
+    unsigned len = json_line_close(j);
+    j->text[len - 1] = '\0'; /* drop the newline for comparison */
+    return j->text;
+}
+
+static void fields(void)
+{
+    struct json_line j;
+    json_line_open(&j);
+    json_line_string(&j, "event", "close");
+    json_line_int(&j, "fd", -1);
+    json_line_int(&j, "min", INT64_MIN);
+    json_line_uint(&j, "cookie", UINT64_MAX);
+    json_line_bool(&j, "rst", true);
+    json_line_bool(&j, "no", false);
+    json_line_null(&j, "peer");
+    json_line_string(&j, "none", NULL);
+    CHECK_STR(closed(&j), "{\"event\":\"close\",\"fd\":-1,\"min\":-9223372036854775808,"
+                          "\"cookie\":18446744073709551615,\"rst\":true,\"no\":false,"
+                          "\"peer\":null,\"none\":null}");
+    json_line_open(&j);
+    CHECK_STR(closed(&j), "{}");
+}
+
+static void fixed_point(void)
+{
+    struct json_line j;
+    json_line_open(&j);
+    json_line_fixed(&j, "a", 90384, 6);
+    json_line_fixed(&j, "b", 12345678901ull, 6);
+    json_line_fixed(&j, "c", 7, 0);
+    json_line_fixed(&j, "d", 0, 3);
+    CHECK_STR(closed(&j), "{\"a\":0.090384,\"b\":12345.678901,\"c\":7,\"d\":0.000}");
+}
+
+static void escaping(void)
+{
+    struct json_line j;
+    json_line_open(&j);
+    json_line_string(&j, "s", "a\"b\\c\n\x01\x7f");
+    CHECK_STR(closed(&j), "{\"s\":\"a\\\"b\\\\c\\u000a\\u0001\\u007f\"}");
+    const char *flags[] = {"unread_data", "linger_zero"};
+    json_line_open(&j);
+    json_line_strings(&j, "flags", flags, 2);
+    json_line_strings(&j, "none", flags, 0);
+    CHECK_STR(closed(&j), "{\"flags\":[\"unread_data\",\"linger_zero\"],\"none\":[]}");
+}
+
+static void overflow_leaves_fields_out_whole(void)
+{
+    static char big[JSON_LINE_CAPACITY];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    struct json_line j;
+    json_line_open(&j);
+    json_line_int(&j, "before", 1);
+    json_line_string(&j, "big", big); /* cannot fit: left out, not cut */
+    json_line_int(&j, "after", 2);
+    CHECK(j.full);
+    CHECK_STR(closed(&j), "{\"before\":1,\"after\":2}");
+    /* Fill to the brim: the closing "}\n" always fits. */
+    json_line_open(&j);
+    for (int i = 0; i < 1000; i++)
+        json_line_int(&j, "k", 12345);
+    unsigned len = json_line_close(&j);
+    CHECK(len <= JSON_LINE_CAPACITY);
+    CHECK(j.text[len - 1] == '\n' && j.text[len - 2] == '}' && j.text[len - 3] == '5');
+}
+
+void test_json_line(void)
+{
+    fields();
+    fixed_point();
+    escaping();
+    overflow_leaves_fields_out_whole();
+}
