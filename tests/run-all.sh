@@ -38,12 +38,12 @@ run_suite() {
 run_suite unit build/tests/unit_tests
 run_suite library tests/build/check-library.sh build/librstshim.so
 run_suite shim python3 tests/shim/test_shim.py
-if [ -f tests/scenario/scenario.mk ]; then
-    run_suite scenario make --no-print-directory test-scenario
-fi
-if [ -f tool/tool.mk ]; then
-    run_suite tool make --no-print-directory test-tool
-fi
+run_suite scenario make --no-print-directory test-scenario
+run_suite tool make --no-print-directory test-tool
+run_suite hardening make --no-print-directory test-hardening
+run_suite sanitize make --no-print-directory test-sanitize
+run_suite servers make --no-print-directory test-servers
+run_suite dist make --no-print-directory test-dist
 
 echo
 if [ ${#broken[@]} -gt 0 ]; then
