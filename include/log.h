@@ -33,7 +33,8 @@ int log_fd(void);
  * exist for the host: its close() gets EBADF as it would without the shim
  * (daemons close every fd at start), and a dup2() onto it first moves the
  * log elsewhere (log_move_away_from). */
-bool log_owns_fd(int fd);
+extern int log_owned_fd;
+static inline bool log_owns_fd(int fd) { return fd == log_owned_fd && fd >= 0; }
 void log_move_away_from(int fd);
 
 /* ---- building one line ----

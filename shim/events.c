@@ -33,6 +33,15 @@ void socket_fields_known(struct logline *line, const struct socket_record *rec, 
 
 void socket_fields(struct logline *line, int fd, struct socket_record *rec, bool with_peer)
 {
+    if (rec->role == ROLE_NONE) {
+        /* Bound perhaps, not yet listening or connected (a setsockopt before
+         * listen): ask for this line only, keep nothing. */
+        struct socket_record now = {0};
+        now.local_len = probe_local(fd, &now.local);
+        now.cookie = rec->cookie = rec->cookie ? rec->cookie : probe_cookie(fd);
+        socket_fields_known(line, &now, with_peer);
+        return;
+    }
     record_learn_addresses(fd, rec, with_peer);
     socket_fields_known(line, rec, with_peer);
 }

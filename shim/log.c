@@ -19,7 +19,7 @@
 #include "real.h"
 
 static int log_target_fd = -1;
-static bool log_owns_target; /* a file the shim opened, not the host's stderr/stdout */
+SHIM_HIDDEN int log_owned_fd = -1; /* the file the shim opened; -1 for stderr/stdout */
 static bool log_quiet = true;
 static bool log_flagged_only;
 static bool log_is_pipe; /* a pipe or socket: a gone reader must not SIGPIPE the host */
@@ -93,7 +93,7 @@ static void open_file(const char *pattern)
     if (flags >= 0)
         REAL(fcntl)(fd, F_SETFL, flags & ~O_NONBLOCK);
     log_target_fd = move_out_of_the_way(fd);
-    log_owns_target = true;
+    log_owned_fd = log_target_fd;
     remember_fd_kind(log_target_fd);
 }
 
@@ -155,11 +155,9 @@ void log_after_fork_in_child(const struct config *cfg)
         return; /* one file for all: O_APPEND keeps the lines whole */
     REAL(close)(log_target_fd);
     log_target_fd = -1;
-    log_owns_target = false;
+    log_owned_fd = -1;
     file_state = FILE_PENDING; /* the child's own %p file, with its first line */
 }
-
-bool log_owns_fd(int fd) { return log_owns_target && fd == log_target_fd; }
 
 void log_move_away_from(int fd)
 {
@@ -167,7 +165,7 @@ void log_move_away_from(int fd)
         return;
     int moved = REAL(fcntl)(fd, F_DUPFD_CLOEXEC, fd > 64 ? fd / 2 : 3);
     if (moved >= 0) {
-        log_target_fd = moved;
+        log_target_fd = log_owned_fd = moved;
         REAL(close)(fd);
     }
 }

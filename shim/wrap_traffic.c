@@ -21,13 +21,16 @@ struct traffic {
     uint32_t generation; /* to notice a record reused by another socket meanwhile */
 };
 
+/* The table first: for a file or a pipe that is all (the table is empty
+ * until the shim is initialised, so the guard is asked only of sockets). */
 static inline struct traffic traffic_lookup(int fd)
 {
-    struct traffic t = {0, 0};
-    if (guard_open()) {
-        t.rec = fdtab_get(fd);
-        if (t.rec)
+    struct traffic t = {fdtab_get(fd), 0};
+    if (SHIM_UNLIKELY(t.rec != NULL)) {
+        if (guard_open())
             t.generation = __atomic_load_n(&t.rec->generation, __ATOMIC_ACQUIRE);
+        else
+            t.rec = NULL;
     }
     return t;
 }
