@@ -86,6 +86,7 @@ struct socket_record *record_new(int family, enum socket_role role)
     rec->family = (uint8_t)family;
     rec->role = (uint8_t)role;
     rec->listen_fd = -1;
+    rec->linger_onoff = 0; /* the kernel's default for a new socket */
     return rec;
 }
 

@@ -88,6 +88,7 @@ struct socket_record *lifecycle_adopt(int fd)
         return NULL;
     rec->adopted = true;
     rec->backlog = -1; /* unknown: the close line gives the kernel's effective one */
+    rec->linger_onoff = -1; /* set before we saw it: asked at close */
     /* Whoever handed it over (the parent that exec'd us, the sender of
      * SCM_RIGHTS) may still hold it: its release is settled by the kernel. */
     __atomic_store_n(&rec->shared_with_process, true, __ATOMIC_RELAXED);
@@ -284,6 +285,48 @@ static void finish_verification(struct release *r)
     r->verdict.rst = answer == VERIFY_GONE ? r->if_last.rst : RST_NO;
 }
 
+/* SO_LINGER as the kernel has it; a failure with ENOTSOCK or EBADF means
+ * the fd is no longer this socket (closed behind our back, maybe reused). */
+static void ask_linger(struct release *r)
+{
+    int err = probe_linger(r->fd, &r->facts.linger_onoff, &r->facts.linger_seconds);
+    r->stale = err == -ENOTSOCK || err == -EBADF;
+}
+
+/* A connection's release: SIOCINQ always; SO_LINGER from what setsockopt
+ * saw, asked of the kernel only when unknown or when a flag is about to be
+ * raised (to confirm the linger in force and that the fd is still this
+ * socket); TCP_INFO only when the verdict needs the state or bytes. */
+static void probe_connection(struct release *r, uint32_t seen)
+{
+    struct close_facts *f = &r->facts;
+    bool asked = r->rec->linger_onoff < 0;
+    if (asked) {
+        ask_linger(r);
+    } else {
+        f->linger_onoff = r->rec->linger_onoff;
+        f->linger_seconds = r->rec->linger_seconds;
+    }
+    if (r->stale)
+        return;
+    f->unread_bytes = probe_unread(r->fd);
+    if (f->unread_bytes < 0 && errno == EBADF) {
+        r->stale = true;
+        return;
+    }
+    bool linger_zero = f->linger_onoff > 0 && f->linger_seconds == 0;
+    if (!asked && (f->unread_bytes > 0 || linger_zero)) {
+        ask_linger(r);
+        if (r->stale)
+            return;
+    }
+    if (verdict_needs_tcp_info(f, seen & (SEEN_READ | SEEN_WROTE))) {
+        r->have_tcp = probe_tcp_info(r->fd, &r->tcp);
+        if (r->have_tcp)
+            apply_tcp_info(f, &r->tcp, seen);
+    }
+}
+
 bool release_begin(struct release *r, int fd, const char *via)
 {
     r->fd = fd;
@@ -306,25 +349,20 @@ bool release_begin(struct release *r, int fd, const char *via)
         r->have_tcp = probe_listener(fd, rec, f, &r->tcp);
         r->stale = !r->have_tcp;
     } else {
-        /* One getsockopt both reads the linger in force and proves the fd
-         * is still a socket (closed behind our back and reused, or closed). */
-        int linger = probe_linger(fd, &f->linger_onoff, &f->linger_seconds);
-        r->stale = linger == -ENOTSOCK || linger == -EBADF;
-        f->unread_bytes = probe_unread(fd);
-        if (!r->stale && verdict_needs_tcp_info(f, seen & (SEEN_READ | SEEN_WROTE))) {
-            r->have_tcp = probe_tcp_info(fd, &r->tcp);
-            if (r->have_tcp)
-                apply_tcp_info(f, &r->tcp, seen);
-        }
+        probe_connection(r, seen);
     }
     if (r->stale)
         return true;
     r->verdict = verdict_on_close(f);
     /* A line that will be written carries the state and byte counts too. */
-    if (!r->have_tcp && log_wants(r->verdict.flags != 0) && probe_tcp_info(fd, &r->tcp)) {
-        r->have_tcp = true;
-        apply_tcp_info(f, &r->tcp, seen);
-        r->verdict = verdict_on_close(f);
+    if (!r->have_tcp && log_wants(r->verdict.flags != 0)) {
+        r->have_tcp = probe_tcp_info(fd, &r->tcp);
+        if (!r->have_tcp && (errno == ENOTSOCK || errno == EOPNOTSUPP || errno == EBADF))
+            return (r->stale = true); /* not a TCP socket any more: closed behind our back */
+        if (r->have_tcp) {
+            apply_tcp_info(f, &r->tcp, seen);
+            r->verdict = verdict_on_close(f);
+        }
     }
     if (f->shared_with_process && r->last && r->verdict.rst == RST_UNKNOWN)
         prepare_verification(r, seen);

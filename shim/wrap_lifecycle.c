@@ -73,6 +73,8 @@ SHIM_EXPORT int listen(int fd, int backlog)
     if (rec) {
         rec->role = ROLE_LISTENER;
         rec->backlog = backlog;
+        /* Known from now on: accepted sockets take it when it is not a wildcard. */
+        record_learn_addresses(fd, rec, false);
         event_listen(fd, rec, backlog);
     }
     guard_leave();
@@ -85,6 +87,15 @@ SHIM_EXPORT int listen(int fd, int backlog)
 static bool is_resource_error(int err)
 {
     return err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM;
+}
+
+static bool is_wildcard(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET)
+        return ((const struct sockaddr_in *)ss)->sin_addr.s_addr == htonl(INADDR_ANY);
+    if (ss->ss_family == AF_INET6)
+        return IN6_IS_ADDR_UNSPECIFIED(&((const struct sockaddr_in6 *)ss)->sin6_addr);
+    return true;
 }
 
 static void after_accept(int listen_fd, int fd, const struct sockaddr *addr, socklen_t given,
@@ -105,11 +116,19 @@ static void after_accept(int listen_fd, int fd, const struct sockaddr *addr, soc
         return;
     rec->listen_fd = listen_fd;
     rec->start_ns = process_monotonic_ns();
-    rec->rcvtimeo_set = listener->rcvtimeo_set; /* accepted sockets inherit it */
-    /* The peer address comes free with accept's own out-parameters. */
+    /* Accepted sockets inherit these options from their listener. */
+    rec->rcvtimeo_set = listener->rcvtimeo_set;
+    rec->linger_onoff = listener->linger_onoff;
+    rec->linger_seconds = listener->linger_seconds;
+    /* The peer address comes free with accept's own out-parameters, and
+     * the local one from a listener bound to a single address. */
     if (addr && len && *len <= given && *len <= sizeof rec->peer) {
         memcpy(&rec->peer, addr, *len);
         rec->peer_len = *len;
+    }
+    if (listener->local_len && !is_wildcard(&listener->local)) {
+        rec->local = listener->local;
+        rec->local_len = listener->local_len;
     }
     event_accept(listen_fd, fd, rec);
 }
@@ -120,7 +139,16 @@ static void after_accept(int listen_fd, int fd, const struct sockaddr *addr, soc
 static int accept_common(int listen_fd, struct sockaddr *addr, socklen_t *len, int flags,
                          bool four)
 {
-    socklen_t given = addr && len ? *len : 0;
+    /* A caller that does not want the peer's address passes NULL; the
+     * kernel then ignores len.  The shim lends its own buffer instead: the
+     * address costs nothing here, and a getpeername() later. */
+    struct sockaddr_storage lent;
+    socklen_t lent_len = sizeof lent;
+    if (!addr) {
+        addr = (struct sockaddr *)&lent;
+        len = &lent_len;
+    }
+    socklen_t given = len ? *len : 0;
     int fd = four ? REAL(accept4)(listen_fd, addr, len, flags) : REAL(accept)(listen_fd, addr, len);
     if (!guard_enter())
         return fd;

@@ -19,6 +19,8 @@ static void after_linger(int fd, struct socket_record *rec, const void *value, s
     if (!value || len < (socklen_t)sizeof(struct linger))
         return;
     const struct linger *lg = value;
+    rec->linger_onoff = lg->l_onoff ? 1 : 0;
+    rec->linger_seconds = lg->l_linger;
     event_linger(fd, rec, lg->l_onoff, lg->l_linger);
 }
 
