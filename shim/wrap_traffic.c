@@ -96,7 +96,14 @@ static inline void after_transfer(int fd, struct traffic t, ssize_t n, size_t wa
 #define RECEIVED(fd, t, n, want, flags, call) after_transfer(fd, t, n, want, flags, call, true)
 #define SENT(fd, t, n, flags, call) after_transfer(fd, t, n, 0, flags, call, false)
 
-SHIM_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
+/* Every wrapper below: an untracked fd (a file, a pipe, a UNIX socket)
+ * costs one table lookup and a tail jump to the real call; a tracked
+ * socket (or a call before the constructor resolved the real function)
+ * goes through its out-of-line *_tracked function, so the fast path saves
+ * no registers and builds no frame. */
+#define SHIM_NOINLINE __attribute__((noinline))
+
+static SHIM_NOINLINE ssize_t recv_tracked(int fd, void *buf, size_t len, int flags)
 {
     struct traffic t = traffic_lookup(fd);
     ssize_t n = REAL(recv)(fd, buf, len, flags);
@@ -104,7 +111,15 @@ SHIM_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
     return n;
 }
 
-SHIM_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags)
+SHIM_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
+{
+    __typeof__(real.recv) fn = real.recv;
+    if (SHIM_LIKELY(fn != NULL && fdtab_get(fd) == NULL))
+        return fn(fd, buf, len, flags);
+    return recv_tracked(fd, buf, len, flags);
+}
+
+static SHIM_NOINLINE ssize_t __recv_chk_tracked(int fd, void *buf, size_t len, size_t buflen, int flags)
 {
     struct traffic t = traffic_lookup(fd);
     ssize_t n = REAL(__recv_chk)(fd, buf, len, buflen, flags);
@@ -112,7 +127,15 @@ SHIM_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int
     return n;
 }
 
-SHIM_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
+SHIM_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags)
+{
+    __typeof__(real.__recv_chk) fn = real.__recv_chk;
+    if (SHIM_LIKELY(fn != NULL && fdtab_get(fd) == NULL))
+        return fn(fd, buf, len, buflen, flags);
+    return __recv_chk_tracked(fd, buf, len, buflen, flags);
+}
+
+static SHIM_NOINLINE ssize_t recvfrom_tracked(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
                              socklen_t *addr_len)
 {
     struct traffic t = traffic_lookup(fd);
@@ -121,13 +144,31 @@ SHIM_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct so
     return n;
 }
 
-SHIM_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
+SHIM_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
+                             socklen_t *addr_len)
+{
+    __typeof__(real.recvfrom) fn = real.recvfrom;
+    if (SHIM_LIKELY(fn != NULL && fdtab_get(fd) == NULL))
+        return fn(fd, buf, len, flags, addr, addr_len);
+    return recvfrom_tracked(fd, buf, len, flags, addr, addr_len);
+}
+
+static SHIM_NOINLINE ssize_t __recvfrom_chk_tracked(int fd, void *buf, size_t len, size_t buflen, int flags,
                                    struct sockaddr *addr, socklen_t *addr_len)
 {
     struct traffic t = traffic_lookup(fd);
     ssize_t n = REAL(__recvfrom_chk)(fd, buf, len, buflen, flags, addr, addr_len);
     RECEIVED(fd, t, n, len, flags, "recvfrom");
     return n;
+}
+
+SHIM_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
+                                   struct sockaddr *addr, socklen_t *addr_len)
+{
+    __typeof__(real.__recvfrom_chk) fn = real.__recvfrom_chk;
+    if (SHIM_LIKELY(fn != NULL && fdtab_get(fd) == NULL))
+        return fn(fd, buf, len, buflen, flags, addr, addr_len);
+    return __recvfrom_chk_tracked(fd, buf, len, buflen, flags, addr, addr_len);
 }
 
 /* Calls fn for every fd carried in msg's SCM_RIGHTS messages. */
@@ -161,6 +202,8 @@ static void mark_passed(int fd)
         __atomic_store_n(&rec->shared_with_process, true, __ATOMIC_RELAXED);
 }
 
+/* recvmsg and sendmsg look at SCM_RIGHTS on every fd (UNIX sockets carry
+ * them): no syscall, only the message's control data. */
 SHIM_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
 {
     struct traffic t = traffic_lookup(fd);
@@ -171,7 +214,7 @@ SHIM_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
     return n;
 }
 
-SHIM_EXPORT ssize_t read(int fd, void *buf, size_t len)
+static SHIM_NOINLINE ssize_t read_tracked(int fd, void *buf, size_t len)
 {
     struct traffic t = traffic_lookup(fd);
     ssize_t n = REAL(read)(fd, buf, len);
@@ -179,7 +222,15 @@ SHIM_EXPORT ssize_t read(int fd, void *buf, size_t len)
     return n;
 }
 
-SHIM_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
+SHIM_EXPORT ssize_t read(int fd, void *buf, size_t len)
+{
+    __typeof__(real.read) fn = real.read;
+    if (SHIM_LIKELY(fn != NULL && fdtab_get(fd) == NULL))
+        return fn(fd, buf, len);
+    return read_tracked(fd, buf, len);
+}
+
+static SHIM_NOINLINE ssize_t __read_chk_tracked(int fd, void *buf, size_t len, size_t buflen)
 {
     struct traffic t = traffic_lookup(fd);
     ssize_t n = REAL(__read_chk)(fd, buf, len, buflen);
@@ -187,7 +238,15 @@ SHIM_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
     return n;
 }
 
-SHIM_EXPORT ssize_t readv(int fd, const struct iovec *iov, int count)
+SHIM_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
+{
+    __typeof__(real.__read_chk) fn = real.__read_chk;
+    if (SHIM_LIKELY(fn != NULL && fdtab_get(fd) == NULL))
+        return fn(fd, buf, len, buflen);
+    return __read_chk_tracked(fd, buf, len, buflen);
+}
+
+static SHIM_NOINLINE ssize_t readv_tracked(int fd, const struct iovec *iov, int count)
 {
     struct traffic t = traffic_lookup(fd);
     ssize_t n = REAL(readv)(fd, iov, count);
@@ -195,7 +254,15 @@ SHIM_EXPORT ssize_t readv(int fd, const struct iovec *iov, int count)
     return n;
 }
 
-SHIM_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
+SHIM_EXPORT ssize_t readv(int fd, const struct iovec *iov, int count)
+{
+    __typeof__(real.readv) fn = real.readv;
+    if (SHIM_LIKELY(fn != NULL && fdtab_get(fd) == NULL))
+        return fn(fd, iov, count);
+    return readv_tracked(fd, iov, count);
+}
+
+static SHIM_NOINLINE ssize_t send_tracked(int fd, const void *buf, size_t len, int flags)
 {
     struct traffic t = traffic_lookup(fd);
     ssize_t n = REAL(send)(fd, buf, len, flags);
@@ -203,13 +270,30 @@ SHIM_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
     return n;
 }
 
-SHIM_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
+SHIM_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
+{
+    __typeof__(real.send) fn = real.send;
+    if (SHIM_LIKELY(fn != NULL && fdtab_get(fd) == NULL))
+        return fn(fd, buf, len, flags);
+    return send_tracked(fd, buf, len, flags);
+}
+
+static SHIM_NOINLINE ssize_t sendto_tracked(int fd, const void *buf, size_t len, int flags,
                            const struct sockaddr *addr, socklen_t addr_len)
 {
     struct traffic t = traffic_lookup(fd);
     ssize_t n = REAL(sendto)(fd, buf, len, flags, addr, addr_len);
     SENT(fd, t, n, flags, "sendto");
     return n;
+}
+
+SHIM_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
+                           const struct sockaddr *addr, socklen_t addr_len)
+{
+    __typeof__(real.sendto) fn = real.sendto;
+    if (SHIM_LIKELY(fn != NULL && fdtab_get(fd) == NULL))
+        return fn(fd, buf, len, flags, addr, addr_len);
+    return sendto_tracked(fd, buf, len, flags, addr, addr_len);
 }
 
 SHIM_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
@@ -222,7 +306,7 @@ SHIM_EXPORT ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
     return n;
 }
 
-SHIM_EXPORT ssize_t write(int fd, const void *buf, size_t len)
+static SHIM_NOINLINE ssize_t write_tracked(int fd, const void *buf, size_t len)
 {
     struct traffic t = traffic_lookup(fd);
     ssize_t n = REAL(write)(fd, buf, len);
@@ -230,10 +314,26 @@ SHIM_EXPORT ssize_t write(int fd, const void *buf, size_t len)
     return n;
 }
 
-SHIM_EXPORT ssize_t writev(int fd, const struct iovec *iov, int count)
+SHIM_EXPORT ssize_t write(int fd, const void *buf, size_t len)
+{
+    __typeof__(real.write) fn = real.write;
+    if (SHIM_LIKELY(fn != NULL && fdtab_get(fd) == NULL))
+        return fn(fd, buf, len);
+    return write_tracked(fd, buf, len);
+}
+
+static SHIM_NOINLINE ssize_t writev_tracked(int fd, const struct iovec *iov, int count)
 {
     struct traffic t = traffic_lookup(fd);
     ssize_t n = REAL(writev)(fd, iov, count);
     SENT(fd, t, n, 0, "writev");
     return n;
+}
+
+SHIM_EXPORT ssize_t writev(int fd, const struct iovec *iov, int count)
+{
+    __typeof__(real.writev) fn = real.writev;
+    if (SHIM_LIKELY(fn != NULL && fdtab_get(fd) == NULL))
+        return fn(fd, iov, count);
+    return writev_tracked(fd, iov, count);
 }
