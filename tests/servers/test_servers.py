@@ -35,7 +35,7 @@ import harness as H  # noqa: E402  (reused, never copied)
 from harness import ScenarioError  # noqa: E402
 
 PREP_ENV = "RSTSHIM_SERVERS_PREP"      # skip reasons decided before the netns (JSON)
-SNIPPETS = os.path.join(HERE, "README-snippets.md")
+SNIPPETS = os.path.join(HERE, "..", "..", "README.md")
 SBIN_PATH = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"]
 APT_TIMEOUT = 300
 VERBOSE = False
@@ -972,7 +972,7 @@ def check_deploy(docker, yaml, problems):
 
 
 def c_collector_snippets():
-    """README-snippets.md: the shipping configs and deployment snippets agree
+    """README.md: the shipping configs and deployment snippets agree
     with the log (path, fields, time format) and with each other; every log
     line quoted there passes the harness's schema check.  vector/fluent-bit
     validate their configs when installed (Debian 12 packages neither)."""
@@ -986,7 +986,7 @@ def c_collector_snippets():
     missing = [n for n in ("vector.toml", "fluent-bit.conf", "parsers.conf", "Dockerfile", "deployment.yaml")
                if n not in blocks]
     if missing:
-        return ["README-snippets.md lacks blocks: %s" % missing], notes
+        return ["README.md lacks blocks: %s" % missing], notes
     unknown = set(re.findall(r"\bRSTSHIM_[A-Z_]+", text)) - SHIM_ENV
     if unknown:
         problems.append("unknown variables in the snippets: %s" % sorted(unknown))
@@ -1003,10 +1003,10 @@ def c_collector_snippets():
         except ValueError as e:
             problems.append("a quoted log line is not JSON (%s): %s" % (e, raw[:120]))
             continue
-        o["_file"], o["_filepid"] = "README-snippets.md", o.get("pid")
+        o["_file"], o["_filepid"] = "README.md", o.get("pid")
         problems += ["quoted line: " + p for p in H.validate_line(o)]
     if quoted < 5:
-        problems.append("only %d log lines quoted in README-snippets.md" % quoted)
+        problems.append("only %d log lines quoted in README.md" % quoted)
     tools = []
     with tempfile.TemporaryDirectory(prefix="rstshim-snippets-") as tmp:
         for name in ("vector.toml", "fluent-bit.conf", "parsers.conf"):
