@@ -32,7 +32,7 @@ struct report *report_alloc(void)
     if (!r)
         return NULL;
     if (topk_init(&r->listeners, TOPK_CAP) || topk_init(&r->peers, TOPK_CAP) ||
-        topk_init(&r->offenders, TOPK_CAP)) {
+        topk_init(&r->offenders, TOPK_CAP) || topk_init(&r->tags, TOPK_CAP)) {
         report_free(r);
         return NULL;
     }
@@ -48,6 +48,7 @@ void report_release(struct report *r)
     topk_free(&r->listeners);
     topk_free(&r->peers);
     topk_free(&r->offenders);
+    topk_free(&r->tags);
     free(r);
 }
 
@@ -267,6 +268,28 @@ static void on_close(struct report *r, json_t *o, long long pid, long long fd, c
         hist_add(&r->lifetime, json_number_value(d));
 }
 
+/* Many containers logging into one place: the tag (RSTSHIM_TAG, a pod or
+ * host name) says which one the RSTs come from.  Every event stretches the
+ * tag's time span, but only closes weigh, so hosts rank by closes. */
+static void count_tag(struct report *r, json_t *o, int kind, const char *ts)
+{
+    const char *tag = get_str(o, "tag");
+    if (tag && tag[0])
+        r->tagged++;
+    else
+        tag = "-";
+    bool close = kind == EV_CLOSE;
+    struct tk_key k;
+    tk_key_make(&k, 0, 0, tag);
+    struct tk_entry *e = topk_add(&r->tags, &k, close);
+    entry_times(e, ts);
+    if (!close)
+        return;
+    json_t *flags = json_object_get(o, "flags");
+    e->flagged += json_is_array(flags) && json_array_size(flags) > 0;
+    e->rst += json_is_true(json_object_get(o, "rst"));
+}
+
 static void on_setsockopt(struct report *r, json_t *o)
 {
     json_t *flags = json_object_get(o, "flags");
@@ -328,6 +351,7 @@ static void dispatch_event(struct report *r, json_t *o)
         kind = EV_OTHER; /* a newer shim's event: counted, not understood */
     r->events[kind]++;
     note_ts(r, ts);
+    count_tag(r, o, kind, ts);
     switch (kind) {
     case EV_CLOSE: on_close(r, o, pid, fd, ts); break;
     case EV_SETSOCKOPT: on_setsockopt(r, o); break;
@@ -384,6 +408,7 @@ static void merge_topk(struct topk *into, const struct topk *from)
         struct tk_entry *e = topk_add(into, &f->key, f->count);
         e->err += f->err;
         e->rst += f->rst;
+        e->flagged += f->flagged;
         e->mask |= f->mask;
         if (f->first[0])
             entry_times(e, f->first);
@@ -409,7 +434,7 @@ void report_merge(struct report *into, const struct report *from)
     ADD(truncated); ADD(not_json); ADD(foreign); ADD(oversized);
     ADD(closes); ADD(flagged); ADD(rst_true); ADD(rst_false); ADD(rst_unknown);
     ADD(conns_reset); ADD(rst_outgoing); ADD(other_flags); ADD(setsockopt_linger_zero);
-    ADD(config_errors); ADD(exec_failed);
+    ADD(config_errors); ADD(exec_failed); ADD(tagged);
     for (int i = 0; i < NEVENT; i++)
         ADD(events[i]);
     for (int i = 0; i < NROLE; i++)
@@ -425,6 +450,7 @@ void report_merge(struct report *into, const struct report *from)
     merge_topk(&into->listeners, &from->listeners);
     merge_topk(&into->peers, &from->peers);
     merge_topk(&into->offenders, &from->offenders);
+    merge_topk(&into->tags, &from->tags);
     for (int i = 0; i < HIST_BUCKETS; i++)
         ADD(lifetime.b[i]);
     ADD(lifetime.n);

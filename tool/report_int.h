@@ -80,6 +80,8 @@ struct report {
     struct topk listeners;      /* key: local address; weight: connections reset */
     struct topk peers;          /* key: peer host; weight: RST closes */
     struct topk offenders;      /* key: pid, fd, peer host; weight: flagged closes */
+    struct topk tags;           /* key: tag, "-" for none; weight: closes */
+    uint64_t tagged;            /* event lines with a tag: the per-tag table shows if > 0 */
     struct hist lifetime;
 
     /* errors the shim reports */

@@ -57,7 +57,8 @@ static uint64_t skipped_total(const struct report *r)
 
 static bool approximate(const struct report *r)
 {
-    return r->listeners.evictions || r->peers.evictions || r->offenders.evictions;
+    return r->listeners.evictions || r->peers.evictions || r->offenders.evictions ||
+           r->tags.evictions;
 }
 
 static void fmt_ms(double ms, char *out, size_t len)
@@ -182,6 +183,30 @@ static void text_offenders(const struct report *r, FILE *out, int top)
     free(rows);
 }
 
+/* Only when some line has a tag: untagged logs (one host) gain nothing
+ * from a one-row table of "-". */
+static void text_tags(const struct report *r, FILE *out, int top)
+{
+    const struct topk *t = &r->tags;
+    if (!r->tagged || !t->n)
+        return;
+    const struct tk_entry **rows = malloc((size_t)top * sizeof *rows);
+    if (!rows)
+        return;
+    size_t n = topk_sorted(t, rows, (size_t)top);
+    fprintf(out, "\nRSTs per tag (host):\n  %-32s %8s %8s %6s  %-27s  %s\n", "tag", "closes",
+            "flagged", "rst", "first", "last");
+    for (size_t i = 0; i < n; i++) {
+        const struct tk_entry *e = rows[i];
+        fprintf(out, "  %-32s %8llu %8llu %6llu  %-27s  %s\n", e->key.s,
+                (unsigned long long)e->count, (unsigned long long)e->flagged,
+                (unsigned long long)e->rst, e->first, e->last);
+    }
+    if (t->n > n)
+        fprintf(out, "  ... %u more\n", t->n - (unsigned)n);
+    free(rows);
+}
+
 static void text_lifetime(const struct report *r, FILE *out)
 {
     const struct hist *h = &r->lifetime;
@@ -243,6 +268,7 @@ void report_print_text(const struct report *r, FILE *out, int top)
                 (unsigned long long)r->rst_outgoing);
     text_table(&r->peers, "RSTs per peer host (RST closes):", "peer host", out, top);
     text_offenders(r, out, top);
+    text_tags(r, out, top);
     text_lifetime(r, out);
     text_errors(r, out);
     if (approximate(r))
@@ -315,8 +341,38 @@ static json_t *json_flag_list(uint32_t mask)
     return a;
 }
 
-/* kind: 0 = listener, 1 = peer host, 2 = offender */
-static json_t *json_table(const struct topk *t, int kind, int top)
+enum table_kind { TABLE_LISTENER, TABLE_PEER, TABLE_OFFENDER, TABLE_TAG };
+
+/* The fields that differ per table: what the key is, what the count means. */
+static void json_row_fields(json_t *o, const struct tk_entry *e, enum table_kind kind)
+{
+    switch (kind) {
+    case TABLE_LISTENER:
+        json_object_set_new(o, "local", json_string(e->key.s));
+        json_object_set_new(o, "connections_reset", json_u64(e->count));
+        break;
+    case TABLE_PEER:
+        json_object_set_new(o, "host", json_string(e->key.s));
+        json_object_set_new(o, "rst_closes", json_u64(e->count));
+        break;
+    case TABLE_OFFENDER:
+        json_object_set_new(o, "pid", json_integer(e->key.pid));
+        json_object_set_new(o, "fd", json_integer(e->key.fd));
+        json_object_set_new(o, "peer_host", json_string(e->key.s));
+        json_object_set_new(o, "closes", json_u64(e->count));
+        json_object_set_new(o, "rst", json_u64(e->rst));
+        json_object_set_new(o, "flags", json_flag_list(e->mask));
+        break;
+    case TABLE_TAG:
+        json_object_set_new(o, "tag", json_string(e->key.s));
+        json_object_set_new(o, "closes", json_u64(e->count));
+        json_object_set_new(o, "flagged", json_u64(e->flagged));
+        json_object_set_new(o, "rst_closes", json_u64(e->rst));
+        break;
+    }
+}
+
+static json_t *json_table(const struct topk *t, enum table_kind kind, int top)
 {
     json_t *a = json_array();
     const struct tk_entry **rows = malloc((size_t)top * sizeof *rows);
@@ -327,20 +383,7 @@ static json_t *json_table(const struct topk *t, int kind, int top)
         const struct tk_entry *e = rows[i];
         json_t *o = json_pack("{s:o,s:o,s:o}", "first", json_ts(e->first), "last",
                               json_ts(e->last), "count_error", json_u64(e->err));
-        if (kind == 0) {
-            json_object_set_new(o, "local", json_string(e->key.s));
-            json_object_set_new(o, "connections_reset", json_u64(e->count));
-        } else if (kind == 1) {
-            json_object_set_new(o, "host", json_string(e->key.s));
-            json_object_set_new(o, "rst_closes", json_u64(e->count));
-        } else {
-            json_object_set_new(o, "pid", json_integer(e->key.pid));
-            json_object_set_new(o, "fd", json_integer(e->key.fd));
-            json_object_set_new(o, "peer_host", json_string(e->key.s));
-            json_object_set_new(o, "closes", json_u64(e->count));
-            json_object_set_new(o, "rst", json_u64(e->rst));
-            json_object_set_new(o, "flags", json_flag_list(e->mask));
-        }
+        json_row_fields(o, e, kind);
         json_array_append_new(a, o);
     }
     free(rows);
@@ -393,9 +436,11 @@ int report_print_json(const struct report *r, FILE *out, int top)
     json_object_set_new(doc, "closes", json_closes(r));
     json_object_set_new(doc, "causes", json_causes(r));
     json_object_set_new(doc, "setsockopt_linger_zero", json_u64(r->setsockopt_linger_zero));
-    json_object_set_new(doc, "rst_per_listener", json_table(&r->listeners, 0, top));
-    json_object_set_new(doc, "rst_per_peer_host", json_table(&r->peers, 1, top));
-    json_object_set_new(doc, "worst_offenders", json_table(&r->offenders, 2, top));
+    json_object_set_new(doc, "rst_per_listener", json_table(&r->listeners, TABLE_LISTENER, top));
+    json_object_set_new(doc, "rst_per_peer_host", json_table(&r->peers, TABLE_PEER, top));
+    json_object_set_new(doc, "worst_offenders", json_table(&r->offenders, TABLE_OFFENDER, top));
+    if (r->tagged) /* as in the text: only logs that carry tags */
+        json_object_set_new(doc, "per_tag", json_table(&r->tags, TABLE_TAG, top));
     json_object_set_new(doc, "lifetime_ms",
                         json_pack("{s:o,s:o,s:o,s:o,s:o,s:o}", "count", json_u64(h->n),
                                   "min", json_ms(h->n ? h->min : NAN),

@@ -30,6 +30,7 @@ struct tk_entry {
     uint64_t count;  /* weight added for this key (+ err inherited) */
     uint64_t err;    /* upper bound of the over-count after an eviction */
     uint64_t rst;    /* caller's payload: RST closes */
+    uint64_t flagged; /* caller's payload: flagged closes */
     uint32_t mask;   /* caller's payload: cause flags seen */
     uint32_t heap_pos;
     char first[TK_TS_LEN], last[TK_TS_LEN];

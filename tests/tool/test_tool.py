@@ -299,6 +299,50 @@ def t_report_heavy_hitter():
                        expect(d["closes"]["rst_true"], 12500, "exact total"))
 
 
+def tagged_log(path, tag, closes):
+    """One container's log: closes is a list of (flags, rst); tag None = no
+    tag field (a process started without RSTSHIM_TAG)."""
+    line = ('{"ts":"2026-11-21T10:00:%02d.000000Z","event":"close","pid":7,"tid":7,"fd":%d,'
+            '"via":"close","role":"accepted","local":"10.1.0.1:80","peer":"10.2.0.1:4000",'
+            '"flags":%s,"rst":%s,"duration_ms":1%s}\n')
+    with open(path, "w") as f:
+        f.write('{"ts":"2026-11-21T10:00:00.000000Z","event":"listen","pid":7,"fd":3,'
+                '"local":"10.1.0.1:80"%s}\n' % (',"tag":"%s"' % tag if tag else ""))
+        for i, (flags, rst) in enumerate(closes):
+            f.write(line % (i + 1, 10 + i, json.dumps(flags), "true" if rst else "false",
+                            ',"tag":"%s"' % tag if tag else ""))
+
+
+def t_report_per_tag():
+    # two pods and one untagged process: "-" collects the untagged lines
+    tagged_log(tmp("pod-a.log"), "pod-a", [(["unread_data"], True)] * 3 + [([], False)])
+    tagged_log(tmp("pod-b.log"), "pod-b", [(["linger_zero"], True), (["shared"], False)])
+    tagged_log(tmp("untagged.log"), None, [([], False)])
+    logs = (tmp("pod-a.log"), tmp("pod-b.log"), tmp("untagged.log"))
+    _, d = report_json(*logs, extra=("--jobs", "2"))
+    rows = {x["tag"]: (x["closes"], x["flagged"], x["rst_closes"], x["first"], x["last"])
+            for x in d.get("per_tag", [])}
+    pt = run([TOOL, "report", "--no-progress", *logs])
+    text = pt.stdout.split("RSTs per tag (host):\n", 1)
+    table = text[1].split("\n\n", 1)[0].splitlines()[1:] if len(text) == 2 else []
+    text_rows = {w[0]: tuple(map(int, w[1:4])) for w in (l.split() for l in table)}
+    _, plain = report_json(os.path.join(SAMPLES, "sample.jsonl"))
+    plain_text = run([TOOL, "report", "--no-progress", os.path.join(SAMPLES, "sample.jsonl")])
+    return first_error(
+        expect(rows, {"pod-a": (4, 3, 3, "2026-11-21T10:00:00.000000Z",
+                                "2026-11-21T10:00:04.000000Z"),
+                      "pod-b": (2, 2, 1, "2026-11-21T10:00:00.000000Z",
+                                "2026-11-21T10:00:02.000000Z"),
+                      "-": (1, 0, 0, "2026-11-21T10:00:00.000000Z",
+                            "2026-11-21T10:00:01.000000Z")},
+               "per_tag (closes, flagged, rst, first, last)"),
+        expect([x["tag"] for x in d["per_tag"]], ["pod-a", "pod-b", "-"], "ranked by closes"),
+        expect(text_rows, {"pod-a": (4, 3, 3), "pod-b": (2, 2, 1), "-": (1, 0, 0)},
+               "text per-tag rows (closes, flagged, rst)"),
+        expect("per_tag" in plain, False, "per_tag in JSON of an untagged log"),
+        None if "per tag" not in plain_text.stdout else "text of an untagged log has a tag table")
+
+
 def t_report_bad_option():
     p = run([TOOL, "report", "--frobnicate"])
     return expect(p.returncode, 2, "exit status")
@@ -564,6 +608,7 @@ CHECKS = [
     ("report --top", t_report_top),
     ("report bad option", t_report_bad_option),
     ("report bounded tables keep the heavy hitter", t_report_heavy_hitter),
+    ("report per tag (host): text and --json", t_report_per_tag),
     ("report threads agree", t_report_threads_agree),
     ("report throughput", t_report_throughput),
     ("report progress", t_report_progress),
