@@ -19,6 +19,8 @@
 #define SHIM_EXPORT __attribute__((visibility("default")))
 #define SHIM_LIKELY(x) __builtin_expect(!!(x), 1)
 #define SHIM_UNLIKELY(x) __builtin_expect(!!(x), 0)
+/* Slow paths kept out of a wrapper's fast path (see wrap_traffic.c). */
+#define SHIM_NOINLINE __attribute__((noinline))
 
 extern bool shim_ready;
 extern __thread int shim_depth __attribute__((tls_model("initial-exec")));

@@ -366,9 +366,9 @@ bool release_begin(struct release *r, int fd, const char *via)
     }
     if (f->shared_with_process && r->last && r->verdict.rst == RST_UNKNOWN)
         prepare_verification(r, seen);
-    /* A verified close may end up flagged or not: learn what either needs. */
-    r->write = log_wants(r->verdict.flags != 0) || (r->verify && log_wants(false)) ||
-               (r->verify && log_wants(r->if_last.flags != 0));
+    /* A close to be verified is flagged "shared" until then, so it is
+     * wanted here in either mode; write_line() asks again with the final flags. */
+    r->write = log_wants(r->verdict.flags != 0);
     if (r->write)
         record_learn_addresses(fd, rec, !f->listener);
     return true;
@@ -397,27 +397,25 @@ void release_end(struct release *r, bool released)
 
 struct collect {
     struct release_set *set;
-    unsigned capacity;
     const char *via;
     bool cloexec_only;
 };
 
 /* mmap, not malloc: exit and _exit run this in forked children of threaded
  * programs and in signal handlers, where malloc's locks may be held. */
-static bool grow_items(struct collect *c)
+static bool grow_items(struct release_set *set)
 {
-    size_t capacity = c->capacity ? c->capacity * 2 : 64;
+    size_t capacity = set->capacity ? set->capacity * 2 : 64;
     struct release *items = mmap(NULL, capacity * sizeof *items, PROT_READ | PROT_WRITE,
                                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (items == MAP_FAILED)
         return false;
-    if (c->set->items) {
-        memcpy(items, c->set->items, c->set->count * sizeof *items);
-        munmap(c->set->items, c->capacity * sizeof *items);
+    if (set->items) {
+        memcpy(items, set->items, set->count * sizeof *items);
+        munmap(set->items, set->capacity * sizeof *items);
     }
-    c->set->items = items;
-    c->capacity = (unsigned)capacity;
-    c->set->capacity = (unsigned)capacity;
+    set->items = items;
+    set->capacity = (unsigned)capacity;
     return true;
 }
 
@@ -427,7 +425,7 @@ static void collect_one(int fd, struct socket_record *rec, void *ctx)
     (void)rec;
     if (c->cloexec_only && probe_cloexec(fd) != 1)
         return;
-    if (c->set->count == c->capacity && !grow_items(c))
+    if (c->set->count == c->set->capacity && !grow_items(c->set))
         return; /* out of memory: this fd goes unreported, the host is unharmed */
     if (release_begin(&c->set->items[c->set->count], fd, c->via))
         c->set->count++;
@@ -436,7 +434,7 @@ static void collect_one(int fd, struct socket_record *rec, void *ctx)
 void release_set_begin(struct release_set *set, int low, int high, const char *via,
                        bool cloexec_only)
 {
-    struct collect c = {set, 0, via, cloexec_only};
+    struct collect c = {set, via, cloexec_only};
     set->items = NULL;
     set->count = set->capacity = 0;
     fdtab_for_each(low, high, collect_one, &c);

@@ -177,7 +177,7 @@ static bool close_released(int ret, int err) { return ret == 0 || err != EBADF; 
 
 /* Everything but the fast path; out of line so that the close of a file
  * or a pipe saves no registers and builds no frame. */
-static __attribute__((noinline)) int close_tracked(int fd)
+static SHIM_NOINLINE int close_tracked(int fd)
 {
     struct release r;
     if (!guard_enter())

@@ -101,7 +101,6 @@ static inline void after_transfer(int fd, struct traffic t, ssize_t n, size_t wa
  * socket (or a call before the constructor resolved the real function)
  * goes through its out-of-line *_tracked function, so the fast path saves
  * no registers and builds no frame. */
-#define SHIM_NOINLINE __attribute__((noinline))
 
 static SHIM_NOINLINE ssize_t recv_tracked(int fd, void *buf, size_t len, int flags)
 {
