@@ -59,13 +59,19 @@ static struct {
     char netns_why[160]; /* why not */
 } opt = {.cpu = -1, .slice_ns = 15000000};
 
+/* One "bench: ..." line on stderr. */
+static void vsay(const char *fmt, va_list ap)
+{
+    fprintf(stderr, "bench: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+}
+
 static void die(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "bench: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
+    vsay(fmt, ap);
     va_end(ap);
     exit(1);
 }
@@ -74,9 +80,7 @@ static void say(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "bench: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\n");
+    vsay(fmt, ap);
     va_end(ap);
 }
 
@@ -675,11 +679,12 @@ static int churn_one(int port)
     return rc;
 }
 
-static int churn_slice(struct target *t, uint64_t slice, uint64_t *ops, uint64_t *elapsed)
+/* Repeats op(arg) for one time slice: the ops done and the time they took. */
+static int repeat_for(int (*op)(int), int arg, uint64_t slice, uint64_t *ops, uint64_t *elapsed)
 {
     uint64_t t0 = now_ns(), t1 = t0, n = 0;
     while (t1 - t0 < slice && !alarmed) {
-        if (churn_one(t->port) != 0)
+        if (op(arg) != 0)
             return -1;
         n++;
         t1 = now_ns();
@@ -687,6 +692,11 @@ static int churn_slice(struct target *t, uint64_t slice, uint64_t *ops, uint64_t
     *ops = n;
     *elapsed = t1 - t0;
     return alarmed ? -1 : 0;
+}
+
+static int churn_slice(struct target *t, uint64_t slice, uint64_t *ops, uint64_t *elapsed)
+{
+    return repeat_for(churn_one, t->port, slice, ops, elapsed);
 }
 
 static int ka_roundtrip(int fd)
@@ -714,16 +724,7 @@ static int ka_slice(struct target *t, uint64_t slice, uint64_t *ops, uint64_t *e
         int one = 1;
         setsockopt(t->kafd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    uint64_t t0 = now_ns(), t1 = t0, n = 0;
-    while (t1 - t0 < slice && !alarmed) {
-        if (ka_roundtrip(t->kafd) != 0)
-            return -1;
-        n++;
-        t1 = now_ns();
-    }
-    *ops = n;
-    *elapsed = t1 - t0;
-    return alarmed ? -1 : 0;
+    return repeat_for(ka_roundtrip, t->kafd, slice, ops, elapsed);
 }
 
 static int fdops_slice_kind(struct target *t, char kind, uint64_t slice, uint64_t *ops,

@@ -7,6 +7,8 @@ import json
 import os
 import signal
 import subprocess
+import sys
+import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.path.join(ROOT, "build")
@@ -15,6 +17,33 @@ HDIR = os.path.join(BUILD, "hardening")
 HOST = os.path.join(HDIR, "host")
 HOST_STATIC = os.path.join(HDIR, "host_static")
 TOOL = os.path.join(BUILD, "rstshim")
+
+
+def run_tests(tests, results, needed, make_target, tmp_prefix, tmp_mode=None):
+    """A runner's main: with every file in `needed` built, call each test_*
+    function of `tests` (the runner's globals(); words on the command line pick
+    by substring) with a fresh directory of its own, under one temporary
+    directory (chmod to tmp_mode if given).  Returns results.summary()."""
+    missing = [f for f in needed if not os.path.exists(f)]
+    if missing:
+        results.check("build", False, f"missing {missing}: run `make {make_target}`")
+        return results.summary()
+    only = sys.argv[1:]
+    with tempfile.TemporaryDirectory(prefix=tmp_prefix) as tmp:
+        if tmp_mode is not None:
+            os.chmod(tmp, tmp_mode)
+        for name, fn in list(tests.items()):
+            if not name.startswith("test_") or not callable(fn):
+                continue
+            if only and not any(o in name for o in only):
+                continue
+            sub = os.path.join(tmp, name)
+            os.mkdir(sub)
+            try:
+                fn(sub)
+            except Exception as e:  # a crash in a check is a failure, not an abort
+                results.check(name, False, f"{type(e).__name__}: {e}")
+    return results.summary()
 
 
 class Results:

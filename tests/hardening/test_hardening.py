@@ -18,15 +18,15 @@ import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from hardening_lib import (HOST, HOST_STATIC, ROOT, SHIM, TOOL, Results, check_model,  # noqa: E402
-                           clean_env, kill_group, logs_by_pid, read_log, run)
+                           clean_env, kill_group, logs_by_pid, read_log, run, run_tests)
 
 R = Results("hardening")
 IS_ROOT = os.geteuid() == 0
+AS_NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env"]
 
 
 def closes(lines):
@@ -512,9 +512,8 @@ def test_log_eacces(tmp):
     os.chmod(host, 0o755)
     os.chmod(shim, 0o755)
     log = os.path.join(private, "log.jsonl")
-    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env"]
-    bare = run(as_nobody + [host, "work", "5", "7"], preload=False, timeout=20, cwd=base)
-    p = run(as_nobody + [f"LD_PRELOAD={shim}", f"RSTSHIM_LOG={log}", host, "work", "5", "7"],
+    bare = run(AS_NOBODY + [host, "work", "5", "7"], preload=False, timeout=20, cwd=base)
+    p = run(AS_NOBODY + [f"LD_PRELOAD={shim}", f"RSTSHIM_LOG={log}", host, "work", "5", "7"],
             preload=False, timeout=20, cwd=base)
     msgs = stderr_messages(p.stderr)
     R.check("log in a root-only 0700 directory, host run as nobody: it runs as it does bare, "
@@ -596,11 +595,10 @@ def test_setuid_binary(tmp):
     shutil.copy(HOST, host)
     os.chown(host, 0, 0)
     os.chmod(host, 0o4755)
-    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env"]
     pattern = os.path.join(base, "suid.%p.jsonl")
-    p = run(as_nobody + [f"LD_PRELOAD={SHIM}", f"RSTSHIM_LOG={pattern}", host, "work", "2", "0"],
+    p = run(AS_NOBODY + [f"LD_PRELOAD={SHIM}", f"RSTSHIM_LOG={pattern}", host, "work", "2", "0"],
             preload=False, timeout=20, cwd=base)
-    check_euid = run(as_nobody + ["stat", "-c", "%a", host], preload=False, timeout=10)
+    check_euid = run(AS_NOBODY + ["stat", "-c", "%a", host], preload=False, timeout=10)
     nosuid = b"nosuid" in run(["findmnt", "-no", "OPTIONS", "-T", base], preload=False,
                               timeout=10).stdout
     if nosuid:
@@ -677,25 +675,8 @@ def test_environment_read_once(tmp):
 
 
 def main():
-    missing = [f for f in (SHIM, HOST, HOST_STATIC, TOOL) if not os.path.exists(f)]
-    if missing:
-        R.check("build", False, f"missing {missing}: run `make test-hardening`")
-        return R.summary()
-    only = sys.argv[1:]
-    with tempfile.TemporaryDirectory(prefix="rstshim-hardening-") as tmp:
-        os.chmod(tmp, 0o755)
-        for name, fn in list(globals().items()):
-            if not name.startswith("test_") or not callable(fn):
-                continue
-            if only and not any(o in name for o in only):
-                continue
-            sub = os.path.join(tmp, name)
-            os.mkdir(sub)
-            try:
-                fn(sub)
-            except Exception as e:  # a crash in a check is a failure, not an abort
-                R.check(name, False, f"{type(e).__name__}: {e}")
-    return R.summary()
+    return run_tests(globals(), R, (SHIM, HOST, HOST_STATIC, TOOL), "test-hardening",
+                     "rstshim-hardening-", tmp_mode=0o755)
 
 
 if __name__ == "__main__":

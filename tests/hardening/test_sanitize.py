@@ -17,10 +17,10 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from hardening_lib import BUILD, HDIR, HOST, ROOT, SHIM, Results, check_model, run  # noqa: E402
+from hardening_lib import (BUILD, HDIR, HOST, ROOT, SHIM, Results, check_model, run,  # noqa: E402
+                           run_tests)
 
 R = Results("sanitize")
 ASAN = os.path.join(HDIR, "host_asan")
@@ -264,24 +264,8 @@ def test_fuzz_config(tmp):
 
 
 def main():
-    missing = [f for f in (SHIM, HOST, ASAN, TSAN, SHIM_CALLS) if not os.path.exists(f)]
-    if missing:
-        R.check("build", False, f"missing {missing}: run `make test-sanitize`")
-        return R.summary()
-    only = sys.argv[1:]
-    with tempfile.TemporaryDirectory(prefix="rstshim-sanitize-") as tmp:
-        for name, fn in list(globals().items()):
-            if not name.startswith("test_") or not callable(fn):
-                continue
-            if only and not any(o in name for o in only):
-                continue
-            sub = os.path.join(tmp, name)
-            os.mkdir(sub)
-            try:
-                fn(sub)
-            except Exception as e:  # a crash in a check is a failure, not an abort
-                R.check(name, False, f"{type(e).__name__}: {e}")
-    return R.summary()
+    return run_tests(globals(), R, (SHIM, HOST, ASAN, TSAN, SHIM_CALLS), "test-sanitize",
+                     "rstshim-sanitize-")
 
 
 if __name__ == "__main__":

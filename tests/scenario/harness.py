@@ -18,6 +18,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections import Counter
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -360,6 +361,32 @@ def kill_stray(pid):
 
 
 # ----------------------------------------------------------------- log lines
+
+def problems_of(run, verbose=False):
+    """Run one case: run() returns its problems; what it raises becomes one."""
+    try:
+        return run()
+    except ScenarioError as e:
+        return ["could not run: %s" % e]
+    except OSError as e:
+        return ["could not run (client error): %r" % e]
+    except Exception as e:  # a bug in the suite: report it, go on
+        problems = ["harness error: %s" % "".join(
+            traceback.format_exception_only(type(e), e)).strip()]
+        if verbose:
+            traceback.print_exc()
+        return problems
+
+
+def report(name, problems, detail=""):
+    """Print a case's PASS or FAIL line; True if it passed."""
+    if problems:
+        print("FAIL %s: %s" % (name, " | ".join(problems)))
+    else:
+        print("PASS %s%s" % (name, detail))
+    sys.stdout.flush()
+    return not problems
+
 
 def fmt(line):
     return json.dumps({k: v for k, v in line.items() if not k.startswith("_")},

@@ -239,98 +239,87 @@ static void wait_go(const char *word, char *rest, size_t restlen)
     }
 }
 
-/* Accept one connection, read HEAD_LEN bytes and wait until REST_LEN more are
- * queued: the common start of every "close with unread data" mode. */
-static int accept_with_unread(int lfd, int accept_flags)
+/* Read HEAD_LEN bytes and wait until REST_LEN more are queued: the socket
+ * now holds unread data, so its last close sends an RST. */
+static void read_head_leave_rest(int fd)
 {
     char head[HEAD_LEN];
+    read_exact(fd, head, sizeof head);
+    wait_unread(fd, REST_LEN);
+}
+
+/* Accept one connection and leave it with unread data: the common start of
+ * every "close with unread data" mode. */
+static int accept_with_unread(int lfd, int accept_flags)
+{
     int cfd = accept_one(lfd, accept_flags);
-    read_exact(cfd, head, sizeof head);
-    wait_unread(cfd, REST_LEN);
+    read_head_leave_rest(cfd);
     return cfd;
+}
+
+/* fork() with stdout flushed (so the child does not repeat buffered lines). */
+static pid_t fork_flushed(void)
+{
+    fflush(stdout);
+    pid_t pid = fork();
+    if (pid < 0)
+        fail("fork: %s", strerror(errno));
+    return pid;
+}
+
+static void wait_child_ok(pid_t pid)
+{
+    int status = 0;
+    if (waitpid(pid, &status, 0) != pid)
+        fail("waitpid: %s", strerror(errno));
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail("child failed, status %d", status);
 }
 
 /* ---------------------------------------------------------------- modes */
 
+/* Most modes serve one connection the same way: bind a loopback listener
+ * (backlog 16), accept one connection (with HEAD_LEN read and REST_LEN left
+ * unread if the mode's `unread` is set), hand it to the mode's `serve`, which
+ * does its work and releases the connection, then close the listener and say
+ * "DONE".  The modes below that do something else have their own `run`. */
+
 /* clean: read the request until the client's EOF, reply, close.  Nothing is
  * unread (a received FIN is not data), so the close sends FIN: no flags. */
-static int mode_clean(int argc, char **argv)
+static void serve_clean(int cfd)
 {
-    (void)argc; (void)argv;
-    int lfd = open_listener(AF_INET, 16);
-    int cfd = accept_one(lfd, 0);
     reply(cfd, read_to_eof(cfd));
     xclose(cfd);
-    xclose(lfd);
-    say("DONE");
-    return 0;
 }
 
 /* unread (and ipv6): read 4 bytes, close with 96 still queued: the kernel
- * answers with RST inside close() -> unread_data, rst true. */
-static int unread_on(int family)
+ * answers with RST inside close() -> unread_data, rst true.
+ * immediate: accept and close at once, nothing read or written.  FIN only;
+ * the RST comes later, from the kernel, when the client sends. */
+static void serve_close(int cfd)
 {
-    int lfd = open_listener(family, 16);
-    int cfd = accept_with_unread(lfd, 0);
     xclose(cfd);
-    xclose(lfd);
-    say("DONE");
-    return 0;
-}
-
-static int mode_unread(int argc, char **argv)
-{
-    (void)argc; (void)argv;
-    return unread_on(AF_INET);
-}
-
-static int mode_ipv6(int argc, char **argv)
-{
-    (void)argc; (void)argv;
-    return unread_on(AF_INET6);
 }
 
 /* linger0: read the whole request, set SO_LINGER {1,0}, reply, close: an
  * abortive close, RST instead of FIN even with nothing unread. */
-static int mode_linger0(int argc, char **argv)
+static void serve_linger0(int cfd)
 {
-    (void)argc; (void)argv;
     char head[HEAD_LEN];
-    int lfd = open_listener(AF_INET, 16);
-    int cfd = accept_one(lfd, 0);
     read_exact(cfd, head, sizeof head);
     struct linger lg = { .l_onoff = 1, .l_linger = 0 };
     if (setsockopt(cfd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg) < 0)
         fail("SO_LINGER: %s", strerror(errno));
     reply(cfd, sizeof head);
     xclose(cfd);
-    xclose(lfd);
-    say("DONE");
-    return 0;
-}
-
-/* immediate: accept and close at once, nothing read or written.  FIN only;
- * the RST comes later, from the kernel, when the client sends. */
-static int mode_immediate(int argc, char **argv)
-{
-    (void)argc; (void)argv;
-    int lfd = open_listener(AF_INET, 16);
-    int cfd = accept_one(lfd, 0);
-    xclose(cfd);
-    xclose(lfd);
-    say("DONE");
-    return 0;
 }
 
 /* rcvtimeo: SO_RCVTIMEO 100 ms, recv times out (the client sends nothing),
  * close -> recv_timeout, FIN.  The extra 20 ms keeps the close clear of the
  * 100 ms immediate_close threshold: this scenario is about the timeout. */
-static int mode_rcvtimeo(int argc, char **argv)
+static void serve_rcvtimeo(int cfd)
 {
-    (void)argc; (void)argv;
     char buf[16];
-    int lfd = open_listener(AF_INET, 16);
-    int cfd = accept_one(lfd, 0);
     struct timeval tv = { .tv_sec = 0, .tv_usec = 100000 };
     if (setsockopt(cfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) < 0)
         fail("SO_RCVTIMEO: %s", strerror(errno));
@@ -339,9 +328,6 @@ static int mode_rcvtimeo(int argc, char **argv)
         fail("recv should have timed out, got %zd (%s)", r, strerror(errno));
     sleep_ms(20);
     xclose(cfd);
-    xclose(lfd);
-    say("DONE");
-    return 0;
 }
 
 /* pending: never accept.  The harness connects N clients and says "go N";
@@ -444,12 +430,9 @@ static int mode_epoll(int argc, char **argv)
  * nothing is sent -> ["shared"], rst false.  The harness checks the wire,
  * then sends more data that is never read; closing the dup releases the
  * socket with it unread -> unread_data, rst true. */
-static int mode_dup(int argc, char **argv)
+static void serve_dup(int cfd)
 {
-    (void)argc; (void)argv;
     char head[HEAD_LEN];
-    int lfd = open_listener(AF_INET, 16);
-    int cfd = accept_one(lfd, 0);
     read_exact(cfd, head, sizeof head);
     int dfd = dup(cfd);
     if (dfd < 0)
@@ -458,9 +441,6 @@ static int mode_dup(int argc, char **argv)
     say("CLOSED1");
     wait_unread(dfd, REST_LEN);
     xclose(dfd);
-    xclose(lfd);
-    say("DONE");
-    return 0;
 }
 
 /* fork: accept, close the listener (so only the connection is shared), fork.
@@ -473,24 +453,15 @@ static int mode_fork(int argc, char **argv)
     int lfd = open_listener(AF_INET, 16);
     int cfd = accept_one(lfd, 0);
     xclose(lfd);
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid < 0)
-        fail("fork: %s", strerror(errno));
+    pid_t pid = fork_flushed();
     if (pid == 0) {
-        char head[HEAD_LEN];
-        read_exact(cfd, head, sizeof head);
-        wait_unread(cfd, REST_LEN);
+        read_head_leave_rest(cfd);
         xclose(cfd);
         _exit(0);
     }
     xclose(cfd);
     say("CLOSED1 child=%d", (int)pid);
-    int status = 0;
-    if (waitpid(pid, &status, 0) != pid)
-        fail("waitpid: %s", strerror(errno));
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        fail("child failed, status %d", status);
+    wait_child_ok(pid);
     say("DONE");
     return 0;
 }
@@ -505,23 +476,14 @@ static int mode_fork_child_first(int argc, char **argv)
     int lfd = open_listener(AF_INET, 16);
     int cfd = accept_one(lfd, 0);
     xclose(lfd);
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid < 0)
-        fail("fork: %s", strerror(errno));
+    pid_t pid = fork_flushed();
     if (pid == 0) {
         xclose(cfd);
         _exit(0);
     }
-    int status = 0;
-    if (waitpid(pid, &status, 0) != pid)
-        fail("waitpid: %s", strerror(errno));
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-        fail("child failed, status %d", status);
+    wait_child_ok(pid);
     say("CLOSED1 child=%d", (int)pid);
-    char head[HEAD_LEN];
-    read_exact(cfd, head, sizeof head);
-    wait_unread(cfd, REST_LEN);
+    read_head_leave_rest(cfd);
     xclose(cfd);
     say("DONE");
     return 0;
@@ -530,19 +492,13 @@ static int mode_fork_child_first(int argc, char **argv)
 /* shutdown: read 4 bytes, leave 96 unread, shutdown(SHUT_RDWR): that sends
  * only a FIN.  After the harness says "go", close(): now the unread data
  * makes it an RST -> unread_data, rst true, at the close, not the shutdown. */
-static int mode_shutdown(int argc, char **argv)
+static void serve_shutdown(int cfd)
 {
-    (void)argc; (void)argv;
-    int lfd = open_listener(AF_INET, 16);
-    int cfd = accept_with_unread(lfd, 0);
     if (shutdown(cfd, SHUT_RDWR) < 0)
         fail("shutdown: %s", strerror(errno));
     say("SHUT");
     wait_go("go", NULL, 0);
     xclose(cfd);
-    xclose(lfd);
-    say("DONE");
-    return 0;
 }
 
 /* connect PORT: the shimmed process is the client this time.  Connect to
@@ -560,9 +516,7 @@ static int mode_connect(int argc, char **argv)
     if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0)
         fail("connect: %s", strerror(errno));
     say("CONNECTED");
-    char head[HEAD_LEN];
-    read_exact(fd, head, sizeof head);
-    wait_unread(fd, REST_LEN);
+    read_head_leave_rest(fd);
     xclose(fd);
     say("DONE");
     return 0;
@@ -702,42 +656,27 @@ static int mode_emfile(int argc, char **argv)
  * fails with ECONNRESET (peer_reset); the close that follows is of a dead
  * socket and sends nothing.  The client waits 300 ms before aborting so the
  * close is not an immediate_close. */
-static int mode_peer_reset(int argc, char **argv)
+static void serve_peer_reset(int cfd)
 {
-    (void)argc; (void)argv;
     char buf[64];
-    int lfd = open_listener(AF_INET, 16);
-    int cfd = accept_one(lfd, 0);
     wait_readable(cfd, IO_TIMEOUT_MS);
     ssize_t r = recv(cfd, buf, sizeof buf, 0);
     if (r != -1 || errno != ECONNRESET)
         fail("recv: expected ECONNRESET, got %zd (%s)", r, r < 0 ? strerror(errno) : "data");
     say("RESULT ECONNRESET");
     xclose(cfd);
-    xclose(lfd);
-    say("DONE");
-    return 0;
 }
 
 /* close_range: the unread-data close, done by close_range(fd, fd, 0). */
-static int mode_close_range(int argc, char **argv)
+static void serve_close_range(int cfd)
 {
-    (void)argc; (void)argv;
-    int lfd = open_listener(AF_INET, 16);
-    int cfd = accept_with_unread(lfd, 0);
     if (close_range((unsigned)cfd, (unsigned)cfd, 0) < 0)
         fail("close_range: %s", strerror(errno));
-    xclose(lfd);
-    say("DONE");
-    return 0;
 }
 
 /* dup2: the unread-data close, done implicitly by dup2(/dev/null, fd). */
-static int mode_dup2(int argc, char **argv)
+static void serve_dup2(int cfd)
 {
-    (void)argc; (void)argv;
-    int lfd = open_listener(AF_INET, 16);
-    int cfd = accept_with_unread(lfd, 0);
     int nfd = open("/dev/null", O_RDONLY);
     if (nfd < 0)
         fail("open: %s", strerror(errno));
@@ -745,26 +684,17 @@ static int mode_dup2(int argc, char **argv)
         fail("dup2: %s", strerror(errno));
     xclose(nfd);
     xclose(cfd); /* now /dev/null: not a socket, no line */
-    xclose(lfd);
-    say("DONE");
-    return 0;
 }
 
 /* fclose: the unread-data close, done by fclose() of an fdopen'ed socket
  * (glibc closes the fd internally, not through the PLT). */
-static int mode_fclose(int argc, char **argv)
+static void serve_fclose(int cfd)
 {
-    (void)argc; (void)argv;
-    int lfd = open_listener(AF_INET, 16);
-    int cfd = accept_with_unread(lfd, 0);
     FILE *f = fdopen(cfd, "r+");
     if (!f)
         fail("fdopen: %s", strerror(errno));
     if (fclose(f) != 0)
         fail("fclose: %s", strerror(errno));
-    xclose(lfd);
-    say("DONE");
-    return 0;
 }
 
 /* exec: the accepted socket is SOCK_CLOEXEC and has unread data; a
@@ -837,23 +767,54 @@ static int mode_client(int argc, char **argv)
     return atomic_load(&g_client_fail) ? 1 : 0;
 }
 
-static const struct {
+struct mode {
     const char *name;
-    int (*fn)(int, char **);
-} modes[] = {
-    { "clean", mode_clean },         { "unread", mode_unread },
-    { "linger0", mode_linger0 },     { "immediate", mode_immediate },
-    { "rcvtimeo", mode_rcvtimeo },   { "pending", mode_pending },
-    { "ipv6", mode_ipv6 },           { "epoll", mode_epoll },
-    { "dup", mode_dup },             { "fork", mode_fork },
-    { "threads", mode_threads },     { "exit", mode_exit },
-    { "_exit", mode__exit },         { "emfile", mode_emfile },
-    { "peer_reset", mode_peer_reset }, { "close_range", mode_close_range },
-    { "dup2", mode_dup2 },           { "fclose", mode_fclose },
-    { "exec", mode_exec },           { "client", mode_client },
-    { "fork_child_first", mode_fork_child_first },
-    { "shutdown", mode_shutdown },   { "connect", mode_connect },
+    int (*run)(int argc, char **argv); /* a mode with its own scaffolding, or */
+    void (*serve)(int cfd);            /* one connection, served as said above */
+    int family;
+    int unread; /* accept_with_unread rather than accept_one */
 };
+
+#define OWN(name, run) { name, run, NULL, 0, 0 }
+#define ONE(name, serve, family, unread) { name, NULL, serve, family, unread }
+
+static const struct mode modes[] = {
+    ONE("clean", serve_clean, AF_INET, 0),
+    ONE("unread", serve_close, AF_INET, 1),
+    ONE("ipv6", serve_close, AF_INET6, 1),
+    ONE("linger0", serve_linger0, AF_INET, 0),
+    ONE("immediate", serve_close, AF_INET, 0),
+    ONE("rcvtimeo", serve_rcvtimeo, AF_INET, 0),
+    ONE("dup", serve_dup, AF_INET, 0),
+    ONE("shutdown", serve_shutdown, AF_INET, 1),
+    ONE("peer_reset", serve_peer_reset, AF_INET, 0),
+    ONE("close_range", serve_close_range, AF_INET, 1),
+    ONE("dup2", serve_dup2, AF_INET, 1),
+    ONE("fclose", serve_fclose, AF_INET, 1),
+    OWN("pending", mode_pending),
+    OWN("epoll", mode_epoll),
+    OWN("fork", mode_fork),
+    OWN("fork_child_first", mode_fork_child_first),
+    OWN("threads", mode_threads),
+    OWN("exit", mode_exit),
+    OWN("_exit", mode__exit),
+    OWN("emfile", mode_emfile),
+    OWN("exec", mode_exec),
+    OWN("connect", mode_connect),
+    OWN("client", mode_client),
+};
+
+static int run_mode(const struct mode *m, int argc, char **argv)
+{
+    if (m->run)
+        return m->run(argc, argv);
+    int lfd = open_listener(m->family, 16);
+    int cfd = m->unread ? accept_with_unread(lfd, 0) : accept_one(lfd, 0);
+    m->serve(cfd);
+    xclose(lfd);
+    say("DONE");
+    return 0;
+}
 
 int main(int argc, char **argv)
 {
@@ -866,7 +827,7 @@ int main(int argc, char **argv)
     alarm(WATCHDOG_S);
     for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
         if (strcmp(modes[i].name, argv[1]) == 0)
-            return modes[i].fn(argc - 2, argv + 2);
+            return run_mode(&modes[i], argc - 2, argv + 2);
     fprintf(stderr, "unknown mode %s\n", argv[1]);
     return 2;
 }

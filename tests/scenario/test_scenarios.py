@@ -12,7 +12,6 @@ import os
 import socket
 import sys
 import time
-import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as H  # noqa: E402
@@ -32,7 +31,11 @@ UNREAD = PING + b"x" * REST_LEN      # HEAD_LEN read by the server, REST_LEN lef
 
 def request_reply(ctx, srv, payload=PING):
     """The clean client: request, SHUT_WR, reply until EOF."""
-    c = ctx.connect(srv)
+    return request_reply_on(ctx, ctx.connect(srv), payload)
+
+
+def request_reply_on(ctx, c, payload=PING):
+    """request_reply on a connection made already."""
     c.sendall(payload)
     c.shutdown(socket.SHUT_WR)
     data, how = ctx.drain(c)
@@ -42,14 +45,20 @@ def request_reply(ctx, srv, payload=PING):
     return c
 
 
+def drain_expect_reset(ctx, c, got="got %r %s"):
+    """Read c until EOF or error; note a [kernel] problem unless the server's
+    RST ended it (ECONNRESET); close c."""
+    data, how = ctx.drain(c)
+    if how != "ECONNRESET":
+        ctx.notes.append("[kernel] client expected ECONNRESET, " + got % (data, how))
+    c.close()
+
+
 def unread_client(ctx, srv):
     """Send head + rest in one segment; the server's close resets us."""
     c = ctx.connect(srv)
     c.sendall(UNREAD)
-    data, how = ctx.drain(c)
-    if how != "ECONNRESET":
-        ctx.notes.append("[kernel] client expected ECONNRESET, got %r then %s" % (data, how))
-    c.close()
+    drain_expect_reset(ctx, c, got="got %r then %s")
     return c
 
 
@@ -60,22 +69,32 @@ def expect_unread_close(ctx, srv, c, via="close"):
 
 # --------------------------------------------------------------- scenarios
 
-@scenario
-def s_clean(ctx):
-    srv = ctx.server("clean")
+def clean_scenario(ctx, mode):
+    """One clean request/reply: a FIN close with no flags."""
+    srv = ctx.server(mode)
     c = request_reply(ctx, srv)
     ctx.finish_server(srv)
     ctx.expect_close("accepted", srv.addr, c.addr)
     ctx.expect_listener(srv)
 
 
-@scenario
-def s_unread(ctx):
-    srv = ctx.server("unread")
+def unread_scenario(ctx, mode, via="close", **server_args):
+    """One close with REST_LEN bytes unread, released by `via`: the RST."""
+    srv = ctx.server(mode, **server_args)
     c = unread_client(ctx, srv)
     ctx.finish_server(srv)
-    expect_unread_close(ctx, srv, c)
+    expect_unread_close(ctx, srv, c, via=via)
     ctx.expect_listener(srv)
+
+
+@scenario
+def s_clean(ctx):
+    clean_scenario(ctx, "clean")
+
+
+@scenario
+def s_unread(ctx):
+    unread_scenario(ctx, "unread")
 
 
 @scenario
@@ -87,11 +106,7 @@ def s_ipv6(ctx):
         has_lo6 = False
     if not has_lo6:
         return "SKIP", "no ::1 on lo (IPv6 disabled)"
-    srv = ctx.server("ipv6", family=socket.AF_INET6)
-    c = unread_client(ctx, srv)
-    ctx.finish_server(srv)
-    expect_unread_close(ctx, srv, c)
-    ctx.expect_listener(srv)
+    unread_scenario(ctx, "ipv6", family=socket.AF_INET6)
 
 
 @scenario
@@ -121,11 +136,7 @@ else: sys.exit(5)
 c.close(); l.close()
 print("DONE", flush=True)
 """ % (HEAD_LEN, HEAD_LEN, REST_LEN)
-    srv = ctx.server(None, argv=[sys.executable, "-c", code])
-    c = unread_client(ctx, srv)
-    ctx.finish_server(srv)
-    expect_unread_close(ctx, srv, c)
-    ctx.expect_listener(srv)
+    unread_scenario(ctx, None, argv=[sys.executable, "-c", code])
 
 
 @scenario
@@ -133,10 +144,7 @@ def s_linger0(ctx):
     srv = ctx.server("linger0")
     c = ctx.connect(srv)
     c.sendall(PING)
-    data, how = ctx.drain(c)
-    if how != "ECONNRESET":
-        ctx.notes.append("[kernel] client expected ECONNRESET, got %r then %s" % (data, how))
-    c.close()
+    drain_expect_reset(ctx, c, got="got %r then %s")
     ctx.finish_server(srv)
     ctx.expect_close("accepted", srv.addr, c.addr, flags=["linger_zero"], rst=True, unread=0)
     ctx.expect_listener(srv)
@@ -227,11 +235,7 @@ def s_pending(ctx):
 @scenario
 def s_epoll(ctx):
     """Nonblocking recv returning EAGAIN is not a receive timeout."""
-    srv = ctx.server("epoll")
-    c = request_reply(ctx, srv)
-    ctx.finish_server(srv)
-    ctx.expect_close("accepted", srv.addr, c.addr)
-    ctx.expect_listener(srv)
+    clean_scenario(ctx, "epoll")
 
 
 @scenario
@@ -242,58 +246,44 @@ def s_dup(ctx):
     srv.expect("CLOSED1")
     ctx.notes += ctx.expect_no_rst_yet("after closing the original while the dup is open")
     c.sendall(b"x" * REST_LEN)
-    data, how = ctx.drain(c)
-    if how != "ECONNRESET":
-        ctx.notes.append("[kernel] client expected ECONNRESET, got %r %s" % (data, how))
-    c.close()
+    drain_expect_reset(ctx, c)
     ctx.finish_server(srv)
     ctx.expect_close("accepted", srv.addr, c.addr, flags=["shared"], rst=False, unread=0)
     expect_unread_close(ctx, srv, c)
     ctx.expect_listener(srv)
 
 
-@scenario
-def s_fork(ctx):
-    srv = ctx.server("fork")
+def fork_scenario(ctx, mode, child_first):
+    """One process closes its copy of a forked connection (nothing sent), the
+    other then closes with unread data (the RST)."""
+    srv = ctx.server(mode)
     c = ctx.connect(srv)
     line = srv.expect("CLOSED1 child=")
     child = int(line.split("=")[1])
     ctx.stray_pids.append(child)
-    ctx.notes += ctx.expect_no_rst_yet("after the parent closed its copy")
+    ctx.notes += ctx.expect_no_rst_yet("after the %s closed its copy"
+                                       % ("child" if child_first else "parent"))
     c.sendall(UNREAD)
-    data, how = ctx.drain(c)
-    if how != "ECONNRESET":
-        ctx.notes.append("[kernel] client expected ECONNRESET, got %r %s" % (data, how))
-    c.close()
+    drain_expect_reset(ctx, c)
     ctx.finish_server(srv)
-    # parent: not the last reference; the shim may not know (rst null allowed by SPEC)
+    first, last = (child, srv.pid) if child_first else (srv.pid, child)
+    # the first: not the last reference; the shim may not know (rst null allowed by SPEC)
     ctx.expect_close("accepted", srv.addr, c.addr, flags=["shared"], rst=(False, None),
-                     unread=0, pid=srv.pid)
+                     unread=0, pid=first)
     ctx.expect_close("accepted", srv.addr, c.addr, flags=["unread_data"], rst=True,
-                     unread=REST_LEN, pid=child)
+                     unread=REST_LEN, pid=last)
     ctx.expect_listener(srv, pid=srv.pid)
+
+
+@scenario
+def s_fork(ctx):
+    fork_scenario(ctx, "fork", child_first=False)
 
 
 @scenario
 def s_fork_child_first(ctx):
     """The forking process makes the last release: it must still see the RST."""
-    srv = ctx.server("fork_child_first")
-    c = ctx.connect(srv)
-    line = srv.expect("CLOSED1 child=")
-    child = int(line.split("=")[1])
-    ctx.stray_pids.append(child)
-    ctx.notes += ctx.expect_no_rst_yet("after the child closed its copy")
-    c.sendall(UNREAD)
-    data, how = ctx.drain(c)
-    if how != "ECONNRESET":
-        ctx.notes.append("[kernel] client expected ECONNRESET, got %r %s" % (data, how))
-    c.close()
-    ctx.finish_server(srv)
-    ctx.expect_close("accepted", srv.addr, c.addr, flags=["shared"], rst=(False, None),
-                     unread=0, pid=child)
-    ctx.expect_close("accepted", srv.addr, c.addr, flags=["unread_data"], rst=True,
-                     unread=REST_LEN, pid=srv.pid)
-    ctx.expect_listener(srv, pid=srv.pid)
+    fork_scenario(ctx, "fork_child_first", child_first=True)
 
 
 @scenario
@@ -344,10 +334,7 @@ def exit_scenario(ctx, mode):
     time.sleep(0.3)                    # keep clear of immediate_close
     c.sendall(UNREAD)
     srv.expect("EXITING")
-    data, how = ctx.drain(c)
-    if how != "ECONNRESET":
-        ctx.notes.append("[kernel] client expected ECONNRESET, got %r %s" % (data, how))
-    c.close()
+    drain_expect_reset(ctx, c)
     ctx.finish_server(srv)
     ctx.expect_close("accepted", srv.addr, c.addr, via="exit", flags=["unread_data"], rst=True,
                      unread=HEAD_LEN + REST_LEN, pid=srv.pid)
@@ -370,12 +357,7 @@ def s_emfile(ctx):
     c = ctx.connect(srv)
     srv.send("go\n")
     limit = int(srv.expect("LIMIT ").split()[1])
-    c.sendall(PING)
-    c.shutdown(socket.SHUT_WR)
-    data, how = ctx.drain(c)
-    if how != "EOF" or data != b"OK 4\n":
-        raise ScenarioError("client got %r then %s" % (data, how))
-    c.close()
+    request_reply_on(ctx, c)
     ctx.finish_server(srv)
     ctx.expect_close("accepted", srv.addr, c.addr)
     ctx.expect_listener(srv)
@@ -430,32 +412,24 @@ def s_peer_reset(ctx):
     ctx.extra_checks.append(peer_reset_line)
 
 
-def via_scenario(ctx, mode, via):
-    srv = ctx.server(mode)
-    c = unread_client(ctx, srv)
-    ctx.finish_server(srv)
-    expect_unread_close(ctx, srv, c, via=via)
-    ctx.expect_listener(srv)
-
-
 @scenario
 def s_close_range(ctx):
-    via_scenario(ctx, "close_range", "close_range")
+    unread_scenario(ctx, "close_range", "close_range")
 
 
 @scenario
 def s_dup2(ctx):
-    via_scenario(ctx, "dup2", "dup2")
+    unread_scenario(ctx, "dup2", "dup2")
 
 
 @scenario
 def s_fclose(ctx):
-    via_scenario(ctx, "fclose", "fclose")
+    unread_scenario(ctx, "fclose", "fclose")
 
 
 @scenario
 def s_exec(ctx):
-    via_scenario(ctx, "exec", "exec")
+    unread_scenario(ctx, "exec", "exec")
 
     def no_exec_failed(lines):
         return ["unexpected exec_failed: %s" % H.fmt(o) for o in lines if o.get("event") == "exec_failed"]
@@ -554,36 +528,31 @@ def main(argv):
         if stray:
             print("# note: %d RST(s) between scenarios before %s: %s" % (len(stray), name, stray))
         t0 = time.monotonic()
-        ctx = None
-        try:
+        ctx = skip = None
+
+        def run():
+            nonlocal ctx, skip
             ctx = H.Ctx(name, recorder, shim=not bare)
             res = fn(ctx)
             if isinstance(res, tuple) and res[0] == "SKIP":
-                print("SKIP %s: %s" % (name, res[1]))
-                skipped += 1
-                continue
-            problems = ctx.verdict()
-        except ScenarioError as e:
-            problems = ["could not run: %s" % e]
-        except OSError as e:
-            problems = ["could not run (client error): %r" % e]
-        except Exception as e:  # a bug in the suite: report it, go on
-            problems = ["harness error: %s" % "".join(
-                traceback.format_exception_only(type(e), e)).strip()]
-            if verbose:
-                traceback.print_exc()
+                skip = res[1]
+                return []
+            return ctx.verdict()
+        try:
+            problems = H.problems_of(run, verbose)
         finally:
             if ctx:
                 ctx.cleanup()
             last_end = recorder.fence()
+        if skip is not None:
+            print("SKIP %s: %s" % (name, skip))
+            skipped += 1
+            continue
         dt = time.monotonic() - t0
-        if problems:
-            failed += 1
-            print("FAIL %s: %s" % (name, " | ".join(problems)))
-        else:
+        if H.report(name, problems, " (%.2fs)" % dt if verbose else ""):
             passed += 1
-            print("PASS %s%s" % (name, " (%.2fs)" % dt if verbose else ""))
-        sys.stdout.flush()
+        else:
+            failed += 1
     recorder.close()
     if verbose:
         print("# total %.1fs" % (time.monotonic() - t_all))

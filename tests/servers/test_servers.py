@@ -1086,13 +1086,10 @@ def run_plain(chosen_plain):
                 traceback.format_exception_only(type(e), e)).strip()], []
         for n in notes:
             print("# %s: %s" % (name, n))
-        if problems:
-            failed += 1
-            print("FAIL %s: %s" % (name, " | ".join(problems)))
-        else:
+        if H.report(name, problems):
             passed += 1
-            print("PASS %s" % name)
-        sys.stdout.flush()
+        else:
+            failed += 1
     return passed, failed
 
 
@@ -1147,25 +1144,12 @@ def main(argv):
             failed += 1
             continue
         t0 = time.monotonic()
-        try:
-            problems = run_case(name, fn, recorder)
-        except ScenarioError as e:
-            problems = ["could not run: %s" % e]
-        except OSError as e:
-            problems = ["could not run (client error): %r" % e]
-        except Exception as e:  # a bug in the suite: report it, go on
-            problems = ["harness error: %s" % "".join(
-                traceback.format_exception_only(type(e), e)).strip()]
-            if VERBOSE:
-                traceback.print_exc()
+        problems = H.problems_of(lambda: run_case(name, fn, recorder), VERBOSE)
         dt = time.monotonic() - t0
-        if problems:
-            failed += 1
-            print("FAIL %s: %s" % (name, " | ".join(problems)))
-        else:
+        if H.report(name, problems, " (%.2fs)" % dt if VERBOSE else ""):
             passed += 1
-            print("PASS %s%s" % (name, " (%.2fs)" % dt if VERBOSE else ""))
-        sys.stdout.flush()
+        else:
+            failed += 1
     if recorder:
         recorder.close()
     if VERBOSE:
