@@ -59,5 +59,5 @@ test-hardening: build/librstshim.so build/rstshim $(HARDENING_BINS)
 # The libFuzzer harness (tests/hardening/fuzz_config.c) needs clang and its
 # fuzzer runtime; test_sanitize.py builds it into build/hardening/ (installing
 # libclang-rt-14-dev when root and missing) or prints SKIP.
-test-sanitize: build/librstshim.so build/tests/shim_calls $(HARDENING_BINS) $(HARDENING_SAN_BINS)
+test-sanitize: build/librstshim.so build/tests/shim_calls build/tests/scenario_server $(HARDENING_BINS) $(HARDENING_SAN_BINS)
 	python3 tests/hardening/test_sanitize.py

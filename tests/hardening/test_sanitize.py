@@ -185,6 +185,39 @@ def test_valgrind(tmp):
                  if first else repr(p)))
 
 
+VALGRIND_SCENARIOS = ["clean", "unread", "linger0", "dup", "fork", "epoll", "pending", "exit",
+                      "dup2", "fclose", "close_range", "peer_reset"]
+
+
+def test_valgrind_scenario_servers(tmp):
+    """The scenario servers themselves (tests/scenario) under valgrind with the shim: the
+    scenarios must still pass against the wire, and every server process report 0 errors."""
+    if not shutil.which("valgrind"):
+        R.skip("valgrind on the scenario servers", "valgrind is not installed")
+        return
+    if not IS_ROOT:
+        R.skip("valgrind on the scenario servers", "the scenario suite needs root")
+        return
+    logs = os.path.join(tmp, "vg-scenarios")
+    os.mkdir(logs)
+    wrap = f"valgrind --error-exitcode=99 --leak-check=no --log-file={logs}/vg.%p.txt"
+    p = run([sys.executable, os.path.join(ROOT, "tests", "scenario", "test_scenarios.py")]
+            + VALGRIND_SCENARIOS, env={"RSTSHIM_SCENARIO_WRAP": wrap}, preload=False,
+            timeout=300)
+    out = p.stdout.decode(errors="replace")
+    summaries = []
+    for path in sorted(glob.glob(os.path.join(logs, "vg.*.txt"))):
+        with open(path, "rb") as f:
+            counts, first = valgrind_errors(f.read())
+        summaries.append((os.path.basename(path), counts, first))
+    bad = [x for x in summaries if not x[1] or any(x[1])]
+    R.check(f"valgrind memcheck on {len(VALGRIND_SCENARIOS)} scenario servers under the shim: "
+            f"the scenarios pass on the wire and {len(summaries)} server processes report 0 errors",
+            p.returncode == 0 and f"{len(VALGRIND_SCENARIOS)} passed, 0 failed" in out
+            and len(summaries) >= len(VALGRIND_SCENARIOS) and not bad,
+            f"{out[-600:]} {bad[:1]}")
+
+
 def fuzzer_toolchain():
     """(clang, why-not).  Installs libclang-rt-14-dev when root and missing."""
     clang = shutil.which("clang") or shutil.which("clang-14")

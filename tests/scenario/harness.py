@@ -648,8 +648,11 @@ class Ctx:
         return env
 
     def spawn(self, mode, *args, argv=None):
-        """Start a shimmed process that does not listen (see server())."""
-        p = Proc(argv or [SERVER, mode] + [str(a) for a in args], self.env())
+        """Start a shimmed process that does not listen (see server()).
+        RSTSHIM_SCENARIO_WRAP (e.g. "valgrind --log-file=...") is put in front
+        of the command: tests/hardening runs the scenario servers under valgrind."""
+        wrap = os.environ.get("RSTSHIM_SCENARIO_WRAP", "").split()
+        p = Proc(wrap + (argv or [SERVER, mode] + [str(a) for a in args]), self.env())
         self.procs.append(p)
         return p
 
