@@ -18,6 +18,8 @@ struct config {
     long long immediate_ms;         /* RSTSHIM_IMMEDIATE_MS */
     char tag[CONFIG_TAG_MAX];       /* RSTSHIM_TAG, "" when unset */
     char tag_printable[CONFIG_TAG_MAX * 4]; /* the tag as written: \xNN for odd bytes */
+    bool fix_drain;                 /* RSTSHIM_FIX has "drain": read unread bytes before close */
+    bool fix_linger;                /* RSTSHIM_FIX has "linger": ignore SO_LINGER {1,0} */
 };
 
 /* One problem found while parsing: reported as a config_error line. */
@@ -27,13 +29,18 @@ struct config_problem {
     const char *message;
 };
 
-#define CONFIG_MAX_PROBLEMS 4
+#define CONFIG_MAX_PROBLEMS 5
 
-/* Parses the four variables (NULL = unset) into cfg, starting from the
- * defaults; a bad value keeps the default and adds a problem.  Returns the
- * number of problems.  Pure: unit-tested. */
-int config_parse(const char *log, const char *events, const char *immediate_ms, const char *tag,
-                 struct config *cfg, struct config_problem problems[CONFIG_MAX_PROBLEMS]);
+/* The variables, NULL when unset. */
+struct config_env {
+    const char *log, *events, *immediate_ms, *tag, *fix;
+};
+
+/* Parses the variables into cfg, starting from the defaults; a bad value
+ * keeps the default and adds a problem.  Returns the number of problems.
+ * Pure: unit-tested. */
+int config_parse(const struct config_env *env, struct config *cfg,
+                 struct config_problem problems[CONFIG_MAX_PROBLEMS]);
 
 /* Expands %p (pid) and %% in a log path.  Returns 0, or -1 when the result
  * would not fit. */

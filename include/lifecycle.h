@@ -47,6 +47,7 @@ struct release {
     bool verified;
     struct close_verdict if_last; /* the verdict should it prove to be the last */
     bool write;             /* a line is wanted: addresses were learnt before the call */
+    long long drained;      /* RSTSHIM_FIX=drain: unread bytes read and dropped; -1 none */
 };
 
 /* Takes fd out of the table (NULL rec: nothing tracked, returns false) and
@@ -89,6 +90,7 @@ void event_accept(int listen_fd, int fd, struct socket_record *rec);
 void event_connect(int fd, struct socket_record *rec, bool in_progress);
 void event_linger(int fd, struct socket_record *rec, int onoff, int seconds);
 void event_rcvtimeo(int fd, struct socket_record *rec, long long timeout_ms);
+void event_linger_ignored(int fd, struct socket_record *rec);
 void event_peer_reset(int fd, struct socket_record *rec, int err, const char *call);
 void event_accept_error(int listen_fd, struct socket_record *listener, int err);
 /* Writes the accept errors the rate limit held back, if any (at release). */

@@ -76,8 +76,28 @@ static const char *parse_tag(const char *value, struct config *cfg)
     return NULL;
 }
 
-int config_parse(const char *log, const char *events, const char *immediate_ms, const char *tag,
-                 struct config *cfg, struct config_problem problems[CONFIG_MAX_PROBLEMS])
+/* "drain", "linger", both comma-separated, or "none". */
+static const char *parse_fix(const char *value, struct config *cfg)
+{
+    bool drain = false, linger = false;
+    const char *p = value;
+    while (*p) {
+        size_t n = strcspn(p, ",");
+        if (n == 5 && !strncmp(p, "drain", 5))
+            drain = true;
+        else if (n == 6 && !strncmp(p, "linger", 6))
+            linger = true;
+        else if (!(n == 4 && !strncmp(p, "none", 4)))
+            return "expected \"drain\", \"linger\", \"drain,linger\" or \"none\"; no fix";
+        p += n + (p[n] == ',');
+    }
+    cfg->fix_drain = drain;
+    cfg->fix_linger = linger;
+    return NULL;
+}
+
+int config_parse(const struct config_env *env, struct config *cfg,
+                 struct config_problem problems[CONFIG_MAX_PROBLEMS])
 {
     static const struct {
         const char *variable;
@@ -87,8 +107,9 @@ int config_parse(const char *log, const char *events, const char *immediate_ms, 
         {"RSTSHIM_EVENTS", parse_events},
         {"RSTSHIM_IMMEDIATE_MS", parse_immediate_ms},
         {"RSTSHIM_TAG", parse_tag},
+        {"RSTSHIM_FIX", parse_fix},
     };
-    const char *values[] = {log, events, immediate_ms, tag};
+    const char *values[] = {env->log, env->events, env->immediate_ms, env->tag, env->fix};
     int count = 0;
 
     memset(cfg, 0, sizeof *cfg);

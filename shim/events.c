@@ -90,6 +90,21 @@ void event_linger(int fd, struct socket_record *rec, int onoff, int seconds)
     logline_end(&line);
 }
 
+/* RSTSHIM_FIX=linger kept SO_LINGER {1,0} from the kernel: said as such. */
+void event_linger_ignored(int fd, struct socket_record *rec)
+{
+    struct logline line;
+    if (!rec || !logline_begin(&line, "setsockopt", fd, true))
+        return;
+    socket_fields(&line, fd, rec, rec->role != ROLE_LISTENER);
+    logline_string(&line, "option", "SO_LINGER");
+    logline_flags(&line, "flags", FLAG_LINGER_ZERO);
+    logline_int(&line, "onoff", 1);
+    logline_int(&line, "linger", 0);
+    logline_string(&line, "fix", "ignored");
+    logline_end(&line);
+}
+
 void event_rcvtimeo(int fd, struct socket_record *rec, long long timeout_ms)
 {
     struct logline line;

@@ -126,9 +126,10 @@ __attribute__((constructor)) static void shim_start(void)
     shim_pid = getpid();
 
     struct config_problem problems[CONFIG_MAX_PROBLEMS];
-    int count = config_parse(getenv("RSTSHIM_LOG"), getenv("RSTSHIM_EVENTS"),
-                             getenv("RSTSHIM_IMMEDIATE_MS"), getenv("RSTSHIM_TAG"), &shim_config,
-                             problems);
+    struct config_env env = {getenv("RSTSHIM_LOG"), getenv("RSTSHIM_EVENTS"),
+                             getenv("RSTSHIM_IMMEDIATE_MS"), getenv("RSTSHIM_TAG"),
+                             getenv("RSTSHIM_FIX")};
+    int count = config_parse(&env, &shim_config, problems);
     log_open(&shim_config);
     for (int i = 0; i < count && i < CONFIG_MAX_PROBLEMS; i++)
         event_config_error(problems[i].variable, problems[i].value, problems[i].message);

@@ -224,6 +224,10 @@ static void write_line(struct release *r)
         logline_bool(line, "adopted", true);
     if (r->verify)
         logline_bool(line, "verified", r->verified);
+    if (r->drained >= 0) {
+        logline_string(line, "fix", "drain");
+        logline_int(line, "drained_bytes", r->drained);
+    }
     logline_end(line);
 }
 
@@ -327,6 +331,38 @@ static void probe_connection(struct release *r, uint32_t seen)
     }
 }
 
+/* RSTSHIM_FIX=drain: read and drop what the application left unread, so
+ * the release sends a FIN instead of an RST.  Bounded: what is queued now,
+ * at most DRAIN_MAX_BYTES and DRAIN_MAX_NS; a peer still sending may yet
+ * draw an RST after the close. */
+#define DRAIN_MAX_BYTES (256 * 1024)
+#define DRAIN_MAX_NS (50 * 1000000ull)
+
+static long long drain_unread(int fd, long long unread)
+{
+    char sink[4096];
+    long long drained = 0;
+    uint64_t deadline = process_monotonic_ns() + DRAIN_MAX_NS;
+    while (unread > 0 && drained < DRAIN_MAX_BYTES && process_monotonic_ns() < deadline) {
+        size_t want = unread < (long long)sizeof sink ? (size_t)unread : sizeof sink;
+        ssize_t n = REAL(recv)(fd, sink, want, MSG_DONTWAIT);
+        if (n <= 0)
+            break;
+        drained += n;
+        unread = probe_unread(fd);
+    }
+    return drained;
+}
+
+static void apply_drain_fix(struct release *r, uint32_t seen)
+{
+    struct close_facts *f = &r->facts;
+    r->drained = drain_unread(r->fd, f->unread_bytes);
+    f->unread_bytes = probe_unread(r->fd);
+    if (r->have_tcp)
+        apply_tcp_info(f, &r->tcp, seen);
+}
+
 bool release_begin(struct release *r, int fd, const char *via)
 {
     r->fd = fd;
@@ -336,6 +372,7 @@ bool release_begin(struct release *r, int fd, const char *via)
         return false;
     r->last = record_drop(r->rec) == 0;
     r->stale = r->have_tcp = r->verify = r->verified = r->write = false;
+    r->drained = -1;
     struct socket_record *rec = r->rec;
     if (rec->role == ROLE_NONE) {
         r->stale = true; /* socket() and never connected nor listening: no TCP lifecycle */
@@ -354,6 +391,10 @@ bool release_begin(struct release *r, int fd, const char *via)
     if (r->stale)
         return true;
     r->verdict = verdict_on_close(f);
+    if (shim_config.fix_drain && (r->verdict.flags & FLAG_UNREAD_DATA)) {
+        apply_drain_fix(r, seen);
+        r->verdict = verdict_on_close(f);
+    }
     /* A line that will be written carries the state and byte counts too. */
     if (!r->have_tcp && log_wants(r->verdict.flags != 0)) {
         r->have_tcp = probe_tcp_info(fd, &r->tcp);

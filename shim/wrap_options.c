@@ -5,6 +5,7 @@
 
 #include "guard.h"
 #include "lifecycle.h"
+#include "process.h"
 #include "real.h"
 
 #ifndef SO_RCVTIMEO_NEW
@@ -35,8 +36,27 @@ static void after_rcvtimeo(int fd, struct socket_record *rec, const void *value,
     event_rcvtimeo(fd, rec, (long long)tv->tv_sec * 1000 + tv->tv_usec / 1000);
 }
 
+/* RSTSHIM_FIX=linger: SO_LINGER {1,0} on a tracked socket is not passed to
+ * the kernel (the close stays graceful); the call reports success. */
+static bool ignore_linger_zero(int fd, int level, int name, const void *value, socklen_t len)
+{
+    if (!shim_config.fix_linger || level != SOL_SOCKET || name != SO_LINGER || !value ||
+        len < (socklen_t)sizeof(struct linger) || !fdtab_get(fd))
+        return false;
+    const struct linger *lg = value;
+    if (!lg->l_onoff || lg->l_linger != 0 || !guard_enter())
+        return false;
+    int saved = errno;
+    event_linger_ignored(fd, fdtab_get(fd));
+    guard_leave();
+    errno = saved;
+    return true;
+}
+
 SHIM_EXPORT int setsockopt(int fd, int level, int name, const void *value, socklen_t len)
 {
+    if (SHIM_UNLIKELY(ignore_linger_zero(fd, level, name, value, len)))
+        return 0;
     int ret = REAL(setsockopt)(fd, level, name, value, len);
     if (ret != 0 || level != SOL_SOCKET ||
         (name != SO_LINGER && name != SO_RCVTIMEO_OLD && name != SO_RCVTIMEO_NEW) ||

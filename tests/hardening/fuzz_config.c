@@ -3,13 +3,13 @@
  *   clang -fsanitize=fuzzer,address,undefined -Iinclude \
  *         tests/hardening/fuzz_config.c shim/config.c
  *
- * The input's first byte says which of the four variables are set (bit i:
+ * The input's first byte says which of the five variables are set (bit i:
  * variable i present) and the output size for config_expand_path; the rest
- * is split at NUL bytes into the four values (RSTSHIM_LOG, RSTSHIM_EVENTS,
- * RSTSHIM_IMMEDIATE_MS, RSTSHIM_TAG), in that order.  Invariants checked
+ * is split at NUL bytes into the five values (RSTSHIM_LOG, RSTSHIM_EVENTS,
+ * RSTSHIM_IMMEDIATE_MS, RSTSHIM_TAG, RSTSHIM_FIX), in that order.  Invariants checked
  * (abort() on violation, so libFuzzer keeps the input):
- *   - config_parse never crashes, returns 0..4 problems, each naming one of
- *     the four variables with the value given and a message;
+ *   - config_parse never crashes, returns 0..5 problems, each naming one of
+ *     the five variables with the value given and a message;
  *   - immediate_ms is within 0..3600000 and is the default 100 whenever the
  *     variable was reported;
  *   - the log: stderr/stdout by name, a file path exactly as given when
@@ -36,8 +36,8 @@
         }                                                                                          \
     } while (0)
 
-static const char *const names[4] = {"RSTSHIM_LOG", "RSTSHIM_EVENTS", "RSTSHIM_IMMEDIATE_MS",
-                                     "RSTSHIM_TAG"};
+static const char *const names[5] = {"RSTSHIM_LOG", "RSTSHIM_EVENTS", "RSTSHIM_IMMEDIATE_MS",
+                                     "RSTSHIM_TAG", "RSTSHIM_FIX"};
 
 static const struct config_problem *problem_for(const struct config_problem *problems, int count,
                                                 const char *name)
@@ -87,9 +87,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     memcpy(copy, data + 1, size - 1);
     copy[size - 1] = 0;
-    const char *values[4] = {NULL, NULL, NULL, NULL};
+    const char *values[5] = {NULL, NULL, NULL, NULL, NULL};
     char *at = copy, *end = copy + (size - 1);
-    for (int i = 0; i < 4; i++) {
+    for (int i = 0; i < 5; i++) {
         if (control & (1u << i))
             values[i] = at;
         if (at < end)
@@ -101,15 +101,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct config cfg;
     struct config_problem problems[CONFIG_MAX_PROBLEMS];
     memset(problems, 0xa5, sizeof problems);
-    int count = config_parse(values[0], values[1], values[2], values[3], &cfg, problems);
-    CHECK(count >= 0 && count <= 4);
+    struct config_env env = {values[0], values[1], values[2], values[3], values[4]};
+    int count = config_parse(&env, &cfg, problems);
+    CHECK(count >= 0 && count <= 5);
     int expected_max = 0;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         expected_max += values[i] != NULL;
     CHECK(count <= expected_max);
     for (int i = 0; i < count; i++) {
         int which = -1;
-        for (int k = 0; k < 4; k++)
+        for (int k = 0; k < 5; k++)
             if (problems[i].variable && !strcmp(problems[i].variable, names[k]))
                 which = k;
         CHECK(which >= 0);
@@ -136,6 +137,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         CHECK(!strcmp(cfg.log_path, values[0]));
         CHECK(values[0][0] && !strchr(values[0], '\n'));
     }
+
+    /* a fix is taken only from a value that parsed */
+    if (!values[4] || problem_for(problems, count, "RSTSHIM_FIX"))
+        CHECK(!cfg.fix_drain && !cfg.fix_linger);
 
     const struct config_problem *events_problem = problem_for(problems, count, "RSTSHIM_EVENTS");
     if (values[1] && !strcmp(values[1], "flagged"))

@@ -636,6 +636,7 @@ class Ctx:
         self.extra_checks = []      # callables(lines) -> problems
         self.close_checks = True    # False: the scenario checks closes itself
         self.notes = []
+        self.extra_env = {}         # more environment for the shimmed processes
         self.start = recorder.fence()
 
     # servers
@@ -645,6 +646,7 @@ class Ctx:
             env["LD_PRELOAD"] = SHIM
             env["RSTSHIM_LOG"] = os.path.join(self.logdir, "log.%p.jsonl")
             env["RSTSHIM_EVENTS"] = "all"
+            env.update(self.extra_env)
         return env
 
     def spawn(self, mode, *args, argv=None):

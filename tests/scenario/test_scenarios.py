@@ -162,6 +162,61 @@ def s_linger0(ctx):
     ctx.extra_checks.append(setsockopt_line)
 
 
+def fix_line_check(event, fields):
+    """An extra check: exactly one `event` line carrying these fields."""
+    def check(lines):
+        found = [o for o in lines if o.get("event") == event and o.get("fix")]
+        if len(found) != 1:
+            return ["expected one %s line with a fix, got %d" % (event, len(found))]
+        bad = ["%s %r, expected %r" % (k, found[0].get(k), v) for k, v in fields.items()
+               if found[0].get(k) != v]
+        return ["%s: %s: %s" % (event, ", ".join(bad), H.fmt(found[0]))] if bad else []
+    return check
+
+
+def expect_fin(ctx, c):
+    """Read c to its end: a FIN (EOF), never a reset."""
+    data, how = ctx.drain(c)
+    if how != "EOF":
+        ctx.notes.append("client expected EOF (FIN), got %r then %s" % (data, how))
+    c.close()
+
+
+@scenario
+def s_fix_drain(ctx):
+    """RSTSHIM_FIX=drain: the bytes the server left unread are read and
+    dropped before its close, so the client gets a FIN: no RST on the wire."""
+    if not ctx.shim:
+        return "SKIP", "a fix of the shim's: without it this close is an RST (see unread)"
+    ctx.extra_env["RSTSHIM_FIX"] = "drain"
+    srv = ctx.server("unread")
+    c = ctx.connect(srv)
+    c.sendall(UNREAD)
+    expect_fin(ctx, c)
+    ctx.finish_server(srv)
+    ctx.expect_close("accepted", srv.addr, c.addr, flags=[], rst=False, unread=0, pid=srv.pid)
+    ctx.expect_listener(srv)
+    ctx.extra_checks.append(fix_line_check("close", {"fix": "drain", "drained_bytes": REST_LEN}))
+
+
+@scenario
+def s_fix_linger(ctx):
+    """RSTSHIM_FIX=linger: SO_LINGER {1,0} never reaches the kernel, so the
+    reply is followed by a FIN, not an RST; the setsockopt line says so."""
+    if not ctx.shim:
+        return "SKIP", "a fix of the shim's: without it this close is an RST (see linger0)"
+    ctx.extra_env["RSTSHIM_FIX"] = "linger"
+    srv = ctx.server("linger0")
+    c = ctx.connect(srv)
+    c.sendall(PING)
+    expect_fin(ctx, c)
+    ctx.finish_server(srv)
+    ctx.expect_close("accepted", srv.addr, c.addr, flags=[], rst=False, unread=0)
+    ctx.expect_listener(srv)
+    ctx.extra_checks.append(fix_line_check("setsockopt", {"option": "SO_LINGER", "fix": "ignored",
+                                                          "flags": ["linger_zero"]}))
+
+
 @scenario
 def s_immediate(ctx):
     """FIN at close; the RST comes only when the client sends afterwards,

@@ -2,30 +2,41 @@
 #include "check.h"
 #include "config.h"
 
+static int parse(const char *log, const char *events, const char *immediate_ms, const char *tag,
+                 const char *fix, struct config *cfg,
+                 struct config_problem problems[CONFIG_MAX_PROBLEMS])
+{
+    struct config_env env = {log, events, immediate_ms, tag, fix};
+    return config_parse(&env, cfg, problems);
+}
+
 static void defaults(void)
 {
     struct config cfg;
     struct config_problem problems[CONFIG_MAX_PROBLEMS];
-    CHECK(config_parse(NULL, NULL, NULL, NULL, &cfg, problems) == 0);
+    CHECK(parse(NULL, NULL, NULL, NULL, NULL, &cfg, problems) == 0);
     CHECK(cfg.log_target == LOG_TO_STDERR);
     CHECK(!cfg.flagged_only);
     CHECK(cfg.immediate_ms == 100);
     CHECK_STR(cfg.tag, "");
+    CHECK(!cfg.fix_drain && !cfg.fix_linger);
 }
 
 static void good_values(void)
 {
     struct config cfg;
     struct config_problem problems[CONFIG_MAX_PROBLEMS];
-    CHECK(config_parse("/var/log/r.%p.jsonl", "flagged", "250", "pod-7", &cfg, problems) == 0);
+    CHECK(parse("/var/log/r.%p.jsonl", "flagged", "250", "pod-7", "drain", &cfg, problems) == 0);
     CHECK(cfg.log_target == LOG_TO_FILE);
     CHECK_STR(cfg.log_path, "/var/log/r.%p.jsonl");
     CHECK(cfg.flagged_only);
     CHECK(cfg.immediate_ms == 250);
     CHECK_STR(cfg.tag, "pod-7");
-    CHECK(config_parse("stdout", "all", "0", NULL, &cfg, problems) == 0);
+    CHECK(cfg.fix_drain && !cfg.fix_linger);
+    CHECK(parse("stdout", "all", "0", NULL, "linger,drain", &cfg, problems) == 0);
     CHECK(cfg.log_target == LOG_TO_STDOUT);
     CHECK(cfg.immediate_ms == 0);
+    CHECK(cfg.fix_drain && cfg.fix_linger);
 }
 
 static void bad_values(void)
@@ -34,12 +45,12 @@ static void bad_values(void)
     struct config_problem problems[CONFIG_MAX_PROBLEMS];
     const char *bad_ms[] = {"", "-5", "12ms", "1e3", " 5", "99999999999999999999999", "3600001"};
     for (unsigned i = 0; i < sizeof bad_ms / sizeof bad_ms[0]; i++) {
-        CHECK(config_parse(NULL, NULL, bad_ms[i], NULL, &cfg, problems) == 1);
+        CHECK(parse(NULL, NULL, bad_ms[i], NULL, NULL, &cfg, problems) == 1);
         CHECK(cfg.immediate_ms == 100);
         CHECK_STR(problems[0].variable, "RSTSHIM_IMMEDIATE_MS");
         CHECK_STR(problems[0].value, bad_ms[i]);
     }
-    CHECK(config_parse("", "ALL", NULL, NULL, &cfg, problems) == 2);
+    CHECK(parse("", "ALL", NULL, NULL, NULL, &cfg, problems) == 2);
     CHECK(cfg.log_target == LOG_TO_STDERR);
     CHECK(!cfg.flagged_only);
     CHECK_STR(problems[0].variable, "RSTSHIM_LOG");
@@ -47,7 +58,8 @@ static void bad_values(void)
     char long_tag[300];
     memset(long_tag, 't', sizeof long_tag - 1);
     long_tag[sizeof long_tag - 1] = '\0';
-    CHECK(config_parse("a\nb", "x", "y", long_tag, &cfg, problems) == 4);
+    CHECK(parse("a\nb", "x", "y", long_tag, "drain,bogus", &cfg, problems) == 5);
+    CHECK(!cfg.fix_drain && !cfg.fix_linger);
     CHECK_STR(cfg.tag, "");
 }
 
