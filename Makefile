@@ -16,7 +16,7 @@ SHIM_OBJECTS := $(SHIM_SOURCES:shim/%.c=$(BUILD)/shim/%.o) $(BUILD)/shim/vfork.o
 SHIM := $(BUILD)/librstshim.so
 
 # The pure modules, unit-tested without sockets.
-PURE_SOURCES := shim/verdict.c shim/format.c shim/config.c shim/json_line.c
+PURE_SOURCES := shim/verdict.c shim/format.c shim/config.c shim/json_line.c shim/netstat_parse.c
 UNIT_TEST := $(BUILD)/tests/unit_tests
 
 # Hosts for the shim's own tests (tests/shim/).

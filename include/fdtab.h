@@ -63,6 +63,9 @@ struct socket_record {
     uint32_t accept_errors_suppressed;
     int accept_error_errno;
     long long accept_error_rlimit; /* RLIMIT_NOFILE when the last error happened */
+    /* listeners: accept-queue sampling (queue_pressure lines) */
+    uint64_t queue_checked_ns;
+    uint64_t queue_reported_ns;
     uint32_t next_free;  /* allocator's free list, by index */
     uint32_t index;      /* this record's own index */
 };

@@ -96,6 +96,8 @@ void event_accept_error(int listen_fd, struct socket_record *listener, int err);
 /* Writes the accept errors the rate limit held back, if any (at release). */
 void event_accept_error_flush(int listen_fd, struct socket_record *listener);
 void event_config_error(const char *variable, const char *value, const char *message);
+/* On accept: samples the listener's queue; a queue_pressure line past 80 %. */
+void event_queue_sample(int listen_fd, struct socket_record *listener);
 void event_exec_failed(int err);
 
 #endif

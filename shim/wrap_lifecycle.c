@@ -16,6 +16,7 @@
 
 #include "guard.h"
 #include "lifecycle.h"
+#include "netstat.h"
 #include "process.h"
 #include "real.h"
 
@@ -73,6 +74,7 @@ SHIM_EXPORT int listen(int fd, int backlog)
     if (rec) {
         rec->role = ROLE_LISTENER;
         rec->backlog = backlog;
+        netstat_start();
         /* Known from now on: accepted sockets take it when it is not a wildcard. */
         record_learn_addresses(fd, rec, false);
         event_listen(fd, rec, backlog);
@@ -131,6 +133,8 @@ static void after_accept(int listen_fd, int fd, const struct sockaddr *addr, soc
         rec->local_len = listener->local_len;
     }
     event_accept(listen_fd, fd, rec);
+    event_queue_sample(listen_fd, listener);
+    netstat_report("accept", -1);
 }
 
 /* accept() is accept4() with no flags; both go through here.  The real

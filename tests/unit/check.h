@@ -33,5 +33,6 @@ void test_verdict(void);
 void test_format(void);
 void test_config(void);
 void test_json_line(void);
+void test_netstat(void);
 
 #endif

@@ -9,6 +9,7 @@ int main(void)
     test_format();
     test_config();
     test_json_line();
+    test_netstat();
     printf("unit: %d passed, %d failed\n", checks_passed, checks_failed);
     return checks_failed ? 1 : 0;
 }
