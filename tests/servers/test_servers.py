@@ -841,7 +841,7 @@ def c_socat_fork_exec(ctx):
 
 # ------------------------------------------------------- README snippets
 
-SHIM_ENV = {"RSTSHIM_LOG", "RSTSHIM_EVENTS", "RSTSHIM_IMMEDIATE_MS", "RSTSHIM_TAG"}
+SHIM_ENV = {"RSTSHIM_LOG", "RSTSHIM_EVENTS", "RSTSHIM_IMMEDIATE_MS", "RSTSHIM_TAG", "RSTSHIM_FIX"}
 SAMPLE_LOG = "/var/log/rstshim/12345.jsonl"     # what RSTSHIM_LOG=/var/log/rstshim/%p.jsonl makes
 SAMPLE_TS = "2026-11-22T02:37:22.899568Z"
 
