@@ -135,6 +135,16 @@ void event_peer_reset(int fd, struct socket_record *rec, int err, const char *ca
  * the listener is released (event_accept_error_flush). */
 #define ACCEPT_ERROR_INTERVAL_NS 1000000000ull
 
+/* True for the one caller that moves *last to now, once `interval` has
+ * passed since it last moved. */
+static bool claim_interval(uint64_t *last, uint64_t now, uint64_t interval)
+{
+    uint64_t seen = __atomic_load_n(last, __ATOMIC_RELAXED);
+    if (seen && now - seen < interval)
+        return false;
+    return __atomic_compare_exchange_n(last, &seen, now, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+}
+
 static long long current_fd_limit(void)
 {
     struct rlimit limit;
@@ -163,19 +173,20 @@ void event_accept_error(int listen_fd, struct socket_record *listener, int err)
 {
     uint64_t now = process_monotonic_ns();
     long long rlimit_nofile = current_fd_limit();
-    if (listener && listener->accept_error_errno == err && listener->accept_error_ns &&
-        now - listener->accept_error_ns < ACCEPT_ERROR_INTERVAL_NS) {
-        listener->accept_error_rlimit = rlimit_nofile;
+    if (!listener) {
+        write_accept_error(listen_fd, NULL, err, 0, rlimit_nofile);
+        return;
+    }
+    __atomic_store_n(&listener->accept_error_rlimit, rlimit_nofile, __ATOMIC_RELAXED);
+    int last_errno = __atomic_exchange_n(&listener->accept_error_errno, err, __ATOMIC_RELAXED);
+    if (last_errno == err &&
+        !claim_interval(&listener->accept_error_ns, now, ACCEPT_ERROR_INTERVAL_NS)) {
         __atomic_fetch_add(&listener->accept_errors_suppressed, 1, __ATOMIC_RELAXED);
         return;
     }
-    uint32_t suppressed = 0;
-    if (listener) {
-        suppressed = __atomic_exchange_n(&listener->accept_errors_suppressed, 0, __ATOMIC_RELAXED);
-        listener->accept_error_errno = err;
-        listener->accept_error_ns = now;
-        listener->accept_error_rlimit = rlimit_nofile;
-    }
+    __atomic_store_n(&listener->accept_error_ns, now, __ATOMIC_RELAXED);
+    uint32_t suppressed =
+        __atomic_exchange_n(&listener->accept_errors_suppressed, 0, __ATOMIC_RELAXED);
     write_accept_error(listen_fd, listener, err, suppressed, rlimit_nofile);
 }
 
@@ -184,8 +195,10 @@ void event_accept_error_flush(int listen_fd, struct socket_record *listener)
     uint32_t suppressed =
         __atomic_exchange_n(&listener->accept_errors_suppressed, 0, __ATOMIC_RELAXED);
     if (suppressed)
-        write_accept_error(listen_fd, listener, listener->accept_error_errno, suppressed,
-                           listener->accept_error_rlimit);
+        write_accept_error(listen_fd, listener,
+                           __atomic_load_n(&listener->accept_error_errno, __ATOMIC_RELAXED),
+                           suppressed,
+                           __atomic_load_n(&listener->accept_error_rlimit, __ATOMIC_RELAXED));
 }
 
 /* Accept-queue pressure.  The queue is sampled on accept, at most every
@@ -199,9 +212,9 @@ void event_accept_error_flush(int listen_fd, struct socket_record *listener)
 void event_queue_sample(int listen_fd, struct socket_record *listener)
 {
     uint64_t now = process_monotonic_ns();
-    if (listener->queue_checked_ns && now - listener->queue_checked_ns < QUEUE_SAMPLE_NS)
+    /* Threads accepting on one listener: one of them samples. */
+    if (!claim_interval(&listener->queue_checked_ns, now, QUEUE_SAMPLE_NS))
         return;
-    listener->queue_checked_ns = now;
     struct tcp_facts tcp;
     if (!probe_tcp_info(listen_fd, &tcp) || tcp.sacked == 0)
         return;
@@ -210,9 +223,8 @@ void event_queue_sample(int listen_fd, struct socket_record *listener)
      * holds sacked + 1 before it overflows. */
     if ((uint64_t)tcp.unacked * 5 < (uint64_t)(tcp.sacked + 1) * 4)
         return;
-    if (listener->queue_reported_ns && now - listener->queue_reported_ns < QUEUE_REPORT_NS)
+    if (!claim_interval(&listener->queue_reported_ns, now, QUEUE_REPORT_NS))
         return;
-    listener->queue_reported_ns = now;
     struct logline line;
     if (!logline_begin(&line, "queue_pressure", listen_fd, true))
         return;
