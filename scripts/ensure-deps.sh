@@ -10,11 +10,13 @@ have_lib() { compgen -G "/usr/lib/*/$1" >/dev/null || [ -e "/usr/lib/$1" ]; }
 command -v gcc >/dev/null 2>&1 || need+=(gcc)
 command -v make >/dev/null 2>&1 || need+=(make)
 { have_header jansson.h && have_lib libjansson.a; } || need+=(libjansson-dev)
+have_header pcap/pcap.h || need+=(libpcap-dev)
 if [ "${1:-build}" = test ]; then
     command -v python3 >/dev/null 2>&1 || need+=(python3)
     command -v ip >/dev/null 2>&1 || need+=(iproute2)
     command -v unshare >/dev/null 2>&1 || need+=(util-linux)
     command -v nm >/dev/null 2>&1 || need+=(binutils)
+    command -v tcpdump >/dev/null 2>&1 || need+=(tcpdump)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 

@@ -3,10 +3,12 @@
  *   rstshim [run] [-o LOG] [--flagged] [--immediate-ms N] [--lib PATH] -- CMD [ARGS...]
  *   rstshim report [--json] [--top N] [--no-progress] [LOG...]
  *   rstshim doctor
+ *   rstshim explain [--json] [--tolerance MS] CAPTURE LOG...
+ *   rstshim explain -i IFACE [--duration S] [--json] [--tolerance MS] LOG...
  *   rstshim --help | --version
  *
  * Running a command is the default so that `rstshim -- server` reads like
- * `strace -- server`; a program literally named "report" or "doctor" is run
+ * `strace -- server`; a program literally named "report", "doctor" or "explain" is run
  * with `rstshim -- report`. */
 #include <stdio.h>
 #include <string.h>
@@ -19,6 +21,8 @@ static void print_usage(FILE *out)
         "usage: rstshim [run] [-o LOG] [--flagged] [--immediate-ms N] [--lib PATH] -- CMD [ARGS...]\n"
         "       rstshim report [--json] [--top N] [--jobs N] [--no-progress] [LOG...]\n"
         "       rstshim doctor\n"
+        "       rstshim explain [--json] [--tolerance MS] CAPTURE LOG...\n"
+        "       rstshim explain -i IFACE [--duration S] [--json] [--tolerance MS] LOG...\n"
         "       rstshim --help | --version\n"
         "\n"
         "Find the closes of TCP connections that cost the peer an RST, and say why.\n"
@@ -41,6 +45,16 @@ static void print_usage(FILE *out)
         "  --no-progress        no progress lines on stderr\n"
         "\n"
         "doctor: the limits and kernel counters of this host that decide RSTs.\n"
+        "\n"
+        "explain: every TCP RST in a capture (pcap/pcapng, e.g. tcpdump -i lo -w CAPTURE),\n"
+        "  matched to the logs: caused by a close, answered data after a close, sent by\n"
+        "  the peer, or not explained (with what the capture itself suggests: closed\n"
+        "  port, no earlier packets, ...). Matched on the 4-tuple, then on time.\n"
+        "  Ends with totals per verdict. Needs libpcap at run time.\n"
+        "  --tolerance MS       how far apart an RST and its close may be (default 2000)\n"
+        "  --json               one JSON line per RST, then a totals line\n"
+        "  -i IFACE             live: capture on IFACE (root) and tail the logs\n"
+        "  --duration S         live: stop after S seconds (default: at SIGINT/SIGTERM)\n"
         "\n"
         "See rstshim(1) for the log schema and the environment variables.\n",
         out);
@@ -65,6 +79,8 @@ int main(int argc, char **argv)
         return cmd_report(argc - 1, argv + 1);
     if (!strcmp(sub, "doctor"))
         return cmd_doctor(argc - 1, argv + 1);
+    if (!strcmp(sub, "explain"))
+        return cmd_explain(argc - 1, argv + 1);
     if (!strcmp(sub, "run"))
         return cmd_run(argc - 1, argv + 1);
     /* Default: the arguments are run's options and command. */

@@ -30,6 +30,7 @@ enum {
 int cmd_run(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
+int cmd_explain(int argc, char **argv);
 
 /* ELF inspection (elfcheck.c): what makes LD_PRELOAD ineffective. */
 enum elf_kind {

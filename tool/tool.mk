@@ -2,6 +2,9 @@
 #
 # The command never links the preload library: it only needs libc and a
 # static libjansson, so the installed binary depends on glibc alone.
+# `rstshim explain` needs libpcap: it is compiled against <pcap/pcap.h>
+# (libpcap-dev) but opened with dlopen() when explain runs (Debian's static
+# libpcap.a would drag in libdbus and libsystemd), so nothing else needs it.
 #
 # Install layout (variables the top-level `install` rule uses):
 #   $(TOOL_BIN)            -> $(DESTDIR)$(BINDIR)/rstshim
@@ -20,7 +23,7 @@ TOOL_MAN    := man/rstshim.1
 TOOL_SRCS   := $(wildcard tool/*.c)
 TOOL_OBJS   := $(patsubst tool/%.c,build/tool/%.o,$(TOOL_SRCS))
 TOOL_CFLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -pthread -MMD -MP
-TOOL_LDLIBS := -l:libjansson.a -lm
+TOOL_LDLIBS := -l:libjansson.a -lm -ldl
 # Order-only prerequisite run before compiling: the top Makefile's `deps`
 # installs libjansson-dev when it is missing.
 TOOL_NEEDS  ?= deps

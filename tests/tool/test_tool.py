@@ -628,6 +628,30 @@ CHECKS = [
 ]
 
 
+def explain_checks(only):
+    """test_explain.py (it enters its own network namespace as root): its
+    PASS/FAIL/SKIP lines are relayed and counted here."""
+    script = os.path.join(ROOT, "tests", "tool", "test_explain.py")
+    sel = [o for o in only if "explain" in o] if only else []
+    if only and not sel:
+        return
+    p = subprocess.run([sys.executable, script, *sel], capture_output=True, text=True,
+                       timeout=120)
+    seen = fails = 0
+    for line in p.stdout.splitlines():
+        for status in ("PASS", "FAIL", "SKIP"):
+            if line.startswith(status + " "):
+                rest = line[len(status) + 1:]
+                name, _, why = rest.partition(": ")
+                report(status, name, why)
+                seen += 1
+                fails += status == "FAIL"
+    if p.returncode != 0 and not fails:
+        report("FAIL", "explain suite", "exit %d: %s" % (p.returncode, p.stderr.strip()[-500:]))
+    elif not seen:
+        report("FAIL", "explain suite", "no result lines: %s" % p.stderr.strip()[-500:])
+
+
 def main():
     if not os.access(TOOL, os.X_OK):
         print("FAIL build: %s missing (make build/rstshim)" % TOOL)
@@ -639,6 +663,7 @@ def main():
             if only and not any(o in name for o in only):
                 continue
             check(name, fn)
+        explain_checks(only)
     finally:
         shutil.rmtree(TMP, ignore_errors=True)
     print("%d passed, %d failed, %d skipped" % (results["passed"], results["failed"],
