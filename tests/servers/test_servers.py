@@ -996,7 +996,8 @@ def c_collector_snippets():
     check_fluent_bit(blocks["fluent-bit.conf"], blocks["parsers.conf"], problems)
     check_deploy(blocks["Dockerfile"], blocks["deployment.yaml"], problems)
     quoted = 0
-    for raw in re.findall(r"^(\{\"ts\".*\})$", text, re.M):
+    # the shim's own lines: "ts" then "mono_ns" (rstshim explain --json lines also open with "ts")
+    for raw in re.findall(r"^(\{\"ts\":\"[^\"]*\",\"mono_ns\".*\})$", text, re.M):
         quoted += 1
         try:
             o = json.loads(raw)
