@@ -283,10 +283,12 @@ def expect(got, want, what):
 
 SERVER = textwrap.dedent(r"""
     import socket, sys, threading, time
-    def serve(fam, host, port, mode):
+    def listener(fam, host, port):
         ls = socket.socket(fam, socket.SOCK_STREAM)
         ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         ls.bind((host, port)); ls.listen(8)
+        return ls
+    def serve(ls, mode):
         c, _ = ls.accept()
         if mode == "unread":       # reads 4 of 20 bytes, closes: RST
             time.sleep(0.1); c.recv(4); c.close()
@@ -299,7 +301,8 @@ SERVER = textwrap.dedent(r"""
                 pass
             c.close()
         ls.close()
-    ts = [threading.Thread(target=serve, args=a) for a in (
+    # every listener is listening before "ready": the test connects right after it
+    ts = [threading.Thread(target=serve, args=(listener(fam, host, port), mode)) for fam, host, port, mode in (
         (socket.AF_INET, "127.0.0.1", 9001, "unread"),
         (socket.AF_INET, "127.0.0.1", 9002, "immediate"),
         (socket.AF_INET, "127.0.0.1", 9003, "peer"),
