@@ -20,6 +20,7 @@ struct config {
     char tag_printable[CONFIG_TAG_MAX * 4]; /* the tag as written: \xNN for odd bytes */
     bool fix_drain;                 /* RSTSHIM_FIX has "drain": read unread bytes before close */
     bool fix_linger;                /* RSTSHIM_FIX has "linger": ignore SO_LINGER {1,0} */
+    bool stack;                     /* RSTSHIM_STACK=1: call stacks on flagged lines */
 };
 
 /* One problem found while parsing: reported as a config_error line. */
@@ -29,11 +30,11 @@ struct config_problem {
     const char *message;
 };
 
-#define CONFIG_MAX_PROBLEMS 5
+#define CONFIG_MAX_PROBLEMS 6
 
 /* The variables, NULL when unset. */
 struct config_env {
-    const char *log, *events, *immediate_ms, *tag, *fix;
+    const char *log, *events, *immediate_ms, *tag, *fix, *stack;
 };
 
 /* Parses the variables into cfg, starting from the defaults; a bad value

@@ -9,6 +9,7 @@
 #include "fdtab.h"
 #include "log.h"
 #include "probe.h"
+#include "stack.h"
 #include "verdict.h"
 
 /* ---- tracking ---- */
@@ -48,6 +49,7 @@ struct release {
     struct close_verdict if_last; /* the verdict should it prove to be the last */
     bool write;             /* a line is wanted: addresses were learnt before the call */
     long long drained;      /* RSTSHIM_FIX=drain: unread bytes read and dropped; -1 none */
+    struct stack stack;     /* RSTSHIM_STACK=1: where the host released it (count 0: none) */
 };
 
 /* Takes fd out of the table (NULL rec: nothing tracked, returns false) and

@@ -96,6 +96,15 @@ static const char *parse_fix(const char *value, struct config *cfg)
     return NULL;
 }
 
+static const char *parse_stack(const char *value, struct config *cfg)
+{
+    if (!strcmp(value, "1"))
+        cfg->stack = true;
+    else if (strcmp(value, "0") && value[0])
+        return "expected 1 or 0; no stacks";
+    return NULL;
+}
+
 int config_parse(const struct config_env *env, struct config *cfg,
                  struct config_problem problems[CONFIG_MAX_PROBLEMS])
 {
@@ -108,8 +117,9 @@ int config_parse(const struct config_env *env, struct config *cfg,
         {"RSTSHIM_IMMEDIATE_MS", parse_immediate_ms},
         {"RSTSHIM_TAG", parse_tag},
         {"RSTSHIM_FIX", parse_fix},
+        {"RSTSHIM_STACK", parse_stack},
     };
-    const char *values[] = {env->log, env->events, env->immediate_ms, env->tag, env->fix};
+    const char *values[] = {env->log, env->events, env->immediate_ms, env->tag, env->fix, env->stack};
     int count = 0;
 
     memset(cfg, 0, sizeof *cfg);

@@ -7,6 +7,7 @@
 #include "lifecycle.h"
 #include "probe.h"
 #include "process.h"
+#include "stack.h"
 
 void record_learn_addresses(int fd, struct socket_record *rec, bool with_peer)
 {
@@ -87,6 +88,11 @@ void event_linger(int fd, struct socket_record *rec, int onoff, int seconds)
     logline_flags(&line, "flags", flags);
     logline_int(&line, "onoff", onoff);
     logline_int(&line, "linger", seconds);
+    if (flags && shim_config.stack) {
+        struct stack stack;
+        stack_capture(&stack);
+        logline_stack(&line, "stack", &stack);
+    }
     logline_end(&line);
 }
 

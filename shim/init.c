@@ -16,6 +16,7 @@
 #include "netstat.h"
 #include "process.h"
 #include "real.h"
+#include "stack.h"
 
 SHIM_HIDDEN bool shim_ready;
 SHIM_HIDDEN __thread int shim_depth __attribute__((tls_model("initial-exec")));
@@ -129,9 +130,11 @@ __attribute__((constructor)) static void shim_start(void)
     struct config_problem problems[CONFIG_MAX_PROBLEMS];
     struct config_env env = {getenv("RSTSHIM_LOG"), getenv("RSTSHIM_EVENTS"),
                              getenv("RSTSHIM_IMMEDIATE_MS"), getenv("RSTSHIM_TAG"),
-                             getenv("RSTSHIM_FIX")};
+                             getenv("RSTSHIM_FIX"), getenv("RSTSHIM_STACK")};
     int count = config_parse(&env, &shim_config, problems);
     log_open(&shim_config);
+    if (shim_config.stack)
+        stack_warm_up();
     for (int i = 0; i < count && i < CONFIG_MAX_PROBLEMS; i++)
         event_config_error(problems[i].variable, problems[i].value, problems[i].message);
 

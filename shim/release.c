@@ -229,6 +229,8 @@ static void write_line(struct release *r)
         logline_string(line, "fix", "drain");
         logline_int(line, "drained_bytes", r->drained);
     }
+    if (r->stack.count && (r->verdict.flags & ~FLAG_SHARED))
+        logline_stack(line, "stack", &r->stack);
     logline_end(line);
 }
 
@@ -375,6 +377,7 @@ bool release_begin(struct release *r, int fd, const char *via)
     r->last = record_drop(r->rec) == 0;
     r->stale = r->have_tcp = r->verify = r->verified = r->write = false;
     r->drained = -1;
+    r->stack.count = 0;
     struct socket_record *rec = r->rec;
     if (rec->role == ROLE_NONE) {
         r->stale = true; /* socket() and never connected nor listening: no TCP lifecycle */
@@ -414,6 +417,9 @@ bool release_begin(struct release *r, int fd, const char *via)
     r->write = log_wants(r->verdict.flags != 0);
     if (r->write)
         record_learn_addresses(fd, rec, !f->listener);
+    /* A cause, or one that verification may reveal: remember where. */
+    if (shim_config.stack && r->write && ((r->verdict.flags & ~FLAG_SHARED) || r->verify))
+        stack_capture(&r->stack);
     return true;
 }
 

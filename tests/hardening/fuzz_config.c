@@ -101,7 +101,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct config cfg;
     struct config_problem problems[CONFIG_MAX_PROBLEMS];
     memset(problems, 0xa5, sizeof problems);
-    struct config_env env = {values[0], values[1], values[2], values[3], values[4]};
+    struct config_env env = {values[0], values[1], values[2], values[3], values[4], NULL};
     int count = config_parse(&env, &cfg, problems);
     CHECK(count >= 0 && count <= 5);
     int expected_max = 0;

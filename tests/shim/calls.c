@@ -293,6 +293,27 @@ static int mode_vfork(void)
     return 0;
 }
 
+/* RSTSHIM_STACK=1: the close line names this function as the first frame. */
+__attribute__((noinline)) void close_with_unread_data(int fd)
+{
+    close(fd);
+    __asm__ volatile("" ::: "memory"); /* keep the call a call, not a tail jump */
+}
+
+static int mode_stack(void)
+{
+    struct sockaddr_in addr;
+    int lfd = listener(&addr);
+    int c = connected(&addr);
+    int s = accept(lfd, NULL, NULL);
+    send(c, "unread", 6, 0);
+    usleep(20000);
+    close_with_unread_data(s);
+    close(c);
+    close(lfd);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
@@ -313,6 +334,8 @@ int main(int argc, char **argv)
         return mode_closeall(argv[2]);
     if (!strcmp(mode, "vfork"))
         return mode_vfork();
+    if (!strcmp(mode, "stack"))
+        return mode_stack();
     if (!strcmp(mode, "nothing"))
         return 0;
     fprintf(stderr, "usage: calls errno|threads N M|highfd|fork|exec|stale|closeall PATH|vfork|nothing\n");

@@ -323,6 +323,26 @@ def test_listen_drops(tmp):
           f"{p.stderr[-300:]} {lines}")
 
 
+def test_stack(tmp):
+    """RSTSHIM_STACK=1: the flagged close carries its call stack, the shim's
+    own frames left out: the first frame is the host function that closed."""
+    log = os.path.join(tmp, "stack.jsonl")
+    p = run([CALLS, "stack"], env={"RSTSHIM_LOG": log, "RSTSHIM_STACK": "1"})
+    flagged = [l for l in closes(read_lines(log)) if l["flags"]]
+    clean = [l for l in closes(read_lines(log)) if not l["flags"]]
+    nm = subprocess.run(["nm", "-S", CALLS], capture_output=True, text=True).stdout
+    sym = [l.split() for l in nm.splitlines() if l.endswith(" close_with_unread_data")]
+    start, size = (int(sym[0][0], 16), int(sym[0][1], 16)) if sym else (0, 0)
+    first = flagged[0].get("stack", [""])[0] if flagged else ""
+    path, _, rest = first.partition("+0x")
+    offset = int(rest.split()[0], 16) if rest else -1
+    check("RSTSHIM_STACK=1: the flagged close's first frame is the host function that closed",
+          p.returncode == 0 and len(flagged) == 1 and path == os.path.realpath(CALLS)
+          and start <= offset < start + size
+          and not any("librstshim" in f for f in flagged[0]["stack"])
+          and all("stack" not in l for l in clean), f"{first} {start:#x}+{size:#x} {flagged}")
+
+
 def test_stdout_target(tmp):
     p = run([CALLS, "stale"], env={"RSTSHIM_LOG": "stdout"})
     out = p.stdout.decode().splitlines()

@@ -6,7 +6,7 @@ static int parse(const char *log, const char *events, const char *immediate_ms, 
                  const char *fix, struct config *cfg,
                  struct config_problem problems[CONFIG_MAX_PROBLEMS])
 {
-    struct config_env env = {log, events, immediate_ms, tag, fix};
+    struct config_env env = {log, events, immediate_ms, tag, fix, NULL};
     return config_parse(&env, cfg, problems);
 }
 
@@ -63,6 +63,17 @@ static void bad_values(void)
     CHECK_STR(cfg.tag, "");
 }
 
+static void stacks(void)
+{
+    struct config cfg;
+    struct config_problem problems[CONFIG_MAX_PROBLEMS];
+    struct config_env on = {.stack = "1"}, off = {.stack = "0"}, bad = {.stack = "yes"};
+    CHECK(config_parse(&on, &cfg, problems) == 0 && cfg.stack);
+    CHECK(config_parse(&off, &cfg, problems) == 0 && !cfg.stack);
+    CHECK(config_parse(&bad, &cfg, problems) == 1 && !cfg.stack);
+    CHECK_STR(problems[0].variable, "RSTSHIM_STACK");
+}
+
 static void path_expansion(void)
 {
     char out[64];
@@ -83,5 +94,6 @@ void test_config(void)
     defaults();
     good_values();
     bad_values();
+    stacks();
     path_expansion();
 }
