@@ -23,6 +23,10 @@ const char *const event_name[NEVENT] = {
     "accept_error", "config_error", "exec_failed", "other",
 };
 const char *const role_name[NROLE] = {"accepted", "connected", "listener", "other"};
+const char *const stack_cause_name[NSTACK_CAUSE] = {
+    "unread_data", "linger_zero", "immediate_close",
+    "recv_timeout", "pending_connections", "shared", "setsockopt_linger_zero",
+};
 
 /* ---------------------------------------------------------------- setup */
 
@@ -32,7 +36,10 @@ struct report *report_alloc(void)
     if (!r)
         return NULL;
     if (topk_init(&r->listeners, TOPK_CAP) || topk_init(&r->peers, TOPK_CAP) ||
-        topk_init(&r->offenders, TOPK_CAP) || topk_init(&r->tags, TOPK_CAP)) {
+        topk_init(&r->offenders, TOPK_CAP) || topk_init(&r->tags, TOPK_CAP) ||
+        topk_init(&r->stacks.t, STACK_CAP) ||
+        /* calloc: pages no stack ever touches cost no memory */
+        !(r->stacks.text = calloc(STACK_CAP, sizeof *r->stacks.text))) {
         report_free(r);
         return NULL;
     }
@@ -49,6 +56,8 @@ void report_release(struct report *r)
     topk_free(&r->peers);
     topk_free(&r->offenders);
     topk_free(&r->tags);
+    topk_free(&r->stacks.t);
+    free(r->stacks.text);
     free(r);
 }
 
@@ -173,6 +182,70 @@ double hist_percentile(const struct hist *h, double p)
     return h->max;
 }
 
+/* ---------------------------------------------------------- call stacks */
+
+/* The first STACK_FRAMES string frames of the line's `stack`, joined with
+ * " < " (cut at STACK_KEY_LEN); false when the line has none. */
+static bool stack_key(json_t *o, char *out, size_t len)
+{
+    json_t *st = json_object_get(o, "stack");
+    size_t i, used = 0;
+    int frames = 0;
+    json_t *f;
+    out[0] = '\0';
+    json_array_foreach(st, i, f) {
+        if (frames == STACK_FRAMES)
+            break;
+        if (!json_is_string(f))
+            continue;
+        int n = snprintf(out + used, len - used, "%s%s", frames ? " < " : "",
+                         json_string_value(f));
+        frames++;
+        if (n < 0 || (size_t)n >= len - used) {
+            /* cut off (longer keys share an entry): no half UTF-8 sequence */
+            used = strlen(out);
+            while (used && ((unsigned char)out[used - 1] & 0x80))
+                out[--used] = '\0';
+            break;
+        }
+        used += (size_t)n;
+    }
+    return frames > 0;
+}
+
+static void stack_add(struct stack_table *s, int cause, const char *text, uint64_t w,
+                      int64_t pid, const char *ts)
+{
+    /* FNV-1a of the text: the key holds the hash, the table the text */
+    uint64_t h = 1469598103934665603ULL;
+    for (const unsigned char *p = (const unsigned char *)text; *p; p++) {
+        h ^= *p;
+        h *= 1099511628211ULL;
+    }
+    char hex[17];
+    snprintf(hex, sizeof hex, "%016llx", (unsigned long long)h);
+    struct tk_key k;
+    tk_key_make(&k, 0, cause, hex);
+    struct tk_entry *e = topk_add(&s->t, &k, w);
+    if (!e->first[0]) { /* new or recycled entry */
+        snprintf(s->text[e - s->t.e], STACK_KEY_LEN, "%s", text);
+        e->example = pid;
+    }
+    entry_times(e, ts);
+}
+
+static void count_stack(struct report *r, json_t *o, uint32_t causes, long long pid,
+                        const char *ts)
+{
+    char key[STACK_KEY_LEN];
+    if (!causes || !stack_key(o, key, sizeof key))
+        return;
+    r->stacked++;
+    for (int c = 0; c < NSTACK_CAUSE; c++)
+        if (causes & (1u << c))
+            stack_add(&r->stacks, c, key, 1, pid, ts);
+}
+
 /* -------------------------------------------------------- event handlers */
 
 static uint32_t close_flags(struct report *r, json_t *flags)
@@ -262,6 +335,7 @@ static void on_close(struct report *r, json_t *o, long long pid, long long fd, c
         }
     if (mask & RST_CAUSE_MASK)
         count_offender(r, o, mask & RST_CAUSE_MASK, rst, pid, fd, ts);
+    count_stack(r, o, mask, pid, ts);
 
     json_t *d = json_object_get(o, "duration_ms");
     if (json_is_number(d) && role != ROLE_LISTENER)
@@ -290,14 +364,19 @@ static void count_tag(struct report *r, json_t *o, int kind, const char *ts)
     e->rst += json_is_true(json_object_get(o, "rst"));
 }
 
-static void on_setsockopt(struct report *r, json_t *o)
+static void on_setsockopt(struct report *r, json_t *o, long long pid, const char *ts)
 {
     json_t *flags = json_object_get(o, "flags");
     size_t i;
     json_t *f;
+    bool linger_zero = false;
     json_array_foreach(flags, i, f)
-        if (json_is_string(f) && !strcmp(json_string_value(f), "linger_zero"))
+        if (json_is_string(f) && !strcmp(json_string_value(f), "linger_zero")) {
             r->setsockopt_linger_zero++;
+            linger_zero = true;
+        }
+    if (linger_zero)
+        count_stack(r, o, 1u << STACK_SETSOCKOPT, pid, ts);
 }
 
 static void on_accept_error(struct report *r, json_t *o)
@@ -354,7 +433,7 @@ static void dispatch_event(struct report *r, json_t *o)
     count_tag(r, o, kind, ts);
     switch (kind) {
     case EV_CLOSE: on_close(r, o, pid, fd, ts); break;
-    case EV_SETSOCKOPT: on_setsockopt(r, o); break;
+    case EV_SETSOCKOPT: on_setsockopt(r, o, pid, ts); break;
     case EV_PEER_RESET: {
         const char *err = get_str(o, "errno");
         name_table_get(&r->peer_reset, err ? err : "(unknown)")->n++;
@@ -418,6 +497,22 @@ static void merge_topk(struct topk *into, const struct topk *from)
     into->evictions += from->evictions;
 }
 
+static void merge_stacks(struct stack_table *into, const struct stack_table *from)
+{
+    for (uint32_t i = 0; i < from->t.n; i++) {
+        const struct tk_entry *f = &from->t.e[i];
+        struct tk_entry *e = topk_add(&into->t, &f->key, f->count);
+        if (!e->first[0]) {
+            memcpy(into->text[e - into->t.e], from->text[i], STACK_KEY_LEN);
+            e->example = f->example;
+        }
+        e->err += f->err;
+        entry_times(e, f->first);
+        entry_times(e, f->last);
+    }
+    into->t.evictions += from->t.evictions;
+}
+
 static void merge_names(struct name_table *into, const struct name_table *from)
 {
     for (int i = 0; i < from->used; i++) {
@@ -434,7 +529,7 @@ void report_merge(struct report *into, const struct report *from)
     ADD(truncated); ADD(not_json); ADD(foreign); ADD(oversized);
     ADD(closes); ADD(flagged); ADD(rst_true); ADD(rst_false); ADD(rst_unknown);
     ADD(conns_reset); ADD(rst_outgoing); ADD(other_flags); ADD(setsockopt_linger_zero);
-    ADD(config_errors); ADD(exec_failed); ADD(tagged);
+    ADD(config_errors); ADD(exec_failed); ADD(tagged); ADD(stacked);
     for (int i = 0; i < NEVENT; i++)
         ADD(events[i]);
     for (int i = 0; i < NROLE; i++)
@@ -451,6 +546,7 @@ void report_merge(struct report *into, const struct report *from)
     merge_topk(&into->peers, &from->peers);
     merge_topk(&into->offenders, &from->offenders);
     merge_topk(&into->tags, &from->tags);
+    merge_stacks(&into->stacks, &from->stacks);
     for (int i = 0; i < HIST_BUCKETS; i++)
         ADD(lifetime.b[i]);
     ADD(lifetime.n);

@@ -59,6 +59,23 @@ struct hist {
     double min, max;
 };
 
+/* Call stacks (lines of a shim run with RSTSHIM_STACK=1): per cause, the
+ * first STACK_FRAMES frames joined with " < ".  The text is too long for a
+ * tk_key, so the key is (cause, 64-bit hash of the text) and the text sits
+ * beside the entry, text[entry index], in a fixed array: flat memory.
+ * Causes are enum cause, plus STACK_SETSOCKOPT for setsockopt lines flagged
+ * linger_zero (where SO_LINGER {1,0} was set, not where the close was). */
+#define STACK_FRAMES 4
+#define STACK_KEY_LEN 1024
+#define STACK_CAP 2048
+#define STACK_SETSOCKOPT NCAUSE
+#define NSTACK_CAUSE (NCAUSE + 1)
+extern const char *const stack_cause_name[NSTACK_CAUSE];
+struct stack_table {
+    struct topk t;              /* key: fd = cause, s = hash; example: a pid */
+    char (*text)[STACK_KEY_LEN];
+};
+
 #define MAX_CONFIG_MSGS 4
 #define MSG_LEN 160
 #define TOPK_CAP 4096
@@ -83,6 +100,8 @@ struct report {
     struct topk tags;           /* key: tag, "-" for none; weight: closes */
     uint64_t tagged;            /* event lines with a tag: the per-tag table shows if > 0 */
     struct hist lifetime;
+    struct stack_table stacks;  /* weight: lines (closes, setsockopt) */
+    uint64_t stacked;           /* lines with a stack: the stack table shows if > 0 */
 
     /* errors the shim reports */
     struct name_table peer_reset;   /* by errno */

@@ -58,7 +58,31 @@ static uint64_t skipped_total(const struct report *r)
 static bool approximate(const struct report *r)
 {
     return r->listeners.evictions || r->peers.evictions || r->offenders.evictions ||
-           r->tags.evictions;
+           r->tags.evictions || r->stacks.t.evictions;
+}
+
+/* The stack table's rows of one cause, highest count first: all is the
+ * whole table sorted (stack_sorted); returns how many went to out. */
+static size_t stack_rows(const struct tk_entry **all, size_t n_all, int cause,
+                         const struct tk_entry **out, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < n_all && n < max; i++)
+        if (all[i]->key.fd == cause)
+            out[n++] = all[i];
+    return n;
+}
+
+static size_t stack_sorted(const struct report *r, const struct tk_entry ***all)
+{
+    const struct stack_table *s = &r->stacks;
+    *all = malloc((s->t.n ? s->t.n : 1) * sizeof **all);
+    return *all ? topk_sorted(&s->t, *all, s->t.n) : 0;
+}
+
+static const char *stack_text(const struct report *r, const struct tk_entry *e)
+{
+    return r->stacks.text[e - r->stacks.t.e];
 }
 
 static void fmt_ms(double ms, char *out, size_t len)
@@ -207,6 +231,35 @@ static void text_tags(const struct report *r, FILE *out, int top)
     free(rows);
 }
 
+/* Only when some line has a stack (the shim ran with RSTSHIM_STACK=1). */
+static void text_stacks(const struct report *r, FILE *out, int top)
+{
+    if (!r->stacked || !r->stacks.t.n)
+        return;
+    const struct tk_entry **all, **rows = malloc((size_t)top * sizeof *rows);
+    size_t n_all = stack_sorted(r, &all);
+    if (rows && all) {
+        fprintf(out, "\nTop stacks per cause (first %d frames, innermost first):\n",
+                STACK_FRAMES);
+        for (int c = 0; c < NSTACK_CAUSE; c++) {
+            size_t n = stack_rows(all, n_all, c, rows, (size_t)top), total = 0;
+            if (!n)
+                continue;
+            for (size_t i = 0; i < n_all; i++)
+                total += all[i]->key.fd == c;
+            fprintf(out, "  %s:\n    %8s %8s  %s\n", stack_cause_name[c], "count", "pid",
+                    "stack");
+            for (size_t i = 0; i < n; i++)
+                fprintf(out, "    %8llu %8lld  %s\n", (unsigned long long)rows[i]->count,
+                        (long long)rows[i]->example, stack_text(r, rows[i]));
+            if (total > n)
+                fprintf(out, "    ... %zu more\n", total - n);
+        }
+    }
+    free(rows);
+    free(all);
+}
+
 static void text_lifetime(const struct report *r, FILE *out)
 {
     const struct hist *h = &r->lifetime;
@@ -269,6 +322,7 @@ void report_print_text(const struct report *r, FILE *out, int top)
     text_table(&r->peers, "RSTs per peer host (RST closes):", "peer host", out, top);
     text_offenders(r, out, top);
     text_tags(r, out, top);
+    text_stacks(r, out, top);
     text_lifetime(r, out);
     text_errors(r, out);
     if (approximate(r))
@@ -390,6 +444,29 @@ static json_t *json_table(const struct topk *t, enum table_kind kind, int top)
     return a;
 }
 
+/* cause -> [{stack, count, pid, count_error}]; {} when no line had a stack */
+static json_t *json_stacks(const struct report *r, int top)
+{
+    json_t *o = json_object();
+    const struct tk_entry **all, **rows = malloc((size_t)top * sizeof *rows);
+    size_t n_all = stack_sorted(r, &all);
+    for (int c = 0; rows && all && c < NSTACK_CAUSE; c++) {
+        size_t n = stack_rows(all, n_all, c, rows, (size_t)top);
+        if (!n)
+            continue;
+        json_t *a = json_array();
+        for (size_t i = 0; i < n; i++)
+            json_array_append_new(
+                a, json_pack("{s:s,s:o,s:o,s:o}", "stack", stack_text(r, rows[i]), "count",
+                             json_u64(rows[i]->count), "pid", json_integer(rows[i]->example),
+                             "count_error", json_u64(rows[i]->err)));
+        json_object_set_new(o, stack_cause_name[c], a);
+    }
+    free(rows);
+    free(all);
+    return o;
+}
+
 static json_t *json_names(const struct name_table *t, bool extra)
 {
     json_t *o = json_object();
@@ -441,6 +518,7 @@ int report_print_json(const struct report *r, FILE *out, int top)
     json_object_set_new(doc, "worst_offenders", json_table(&r->offenders, TABLE_OFFENDER, top));
     if (r->tagged) /* as in the text: only logs that carry tags */
         json_object_set_new(doc, "per_tag", json_table(&r->tags, TABLE_TAG, top));
+    json_object_set_new(doc, "stacks_per_cause", json_stacks(r, top));
     json_object_set_new(doc, "lifetime_ms",
                         json_pack("{s:o,s:o,s:o,s:o,s:o,s:o}", "count", json_u64(h->n),
                                   "min", json_ms(h->n ? h->min : NAN),

@@ -32,6 +32,7 @@ struct tk_entry {
     uint64_t rst;    /* caller's payload: RST closes */
     uint64_t flagged; /* caller's payload: flagged closes */
     uint32_t mask;   /* caller's payload: cause flags seen */
+    int64_t example; /* caller's payload: an example (e.g. the first pid seen) */
     uint32_t heap_pos;
     char first[TK_TS_LEN], last[TK_TS_LEN];
 };

@@ -343,6 +343,114 @@ def t_report_per_tag():
         None if "per tag" not in plain_text.stdout else "text of an untagged log has a tag table")
 
 
+def stack_log(path):
+    """Closes and a setsockopt as a shim with RSTSHIM_STACK=1 writes them:
+    two causes, stacks repeated; frames past the 4th do not split a key."""
+    A = ["/srv/app+0x1234 (handle_request)", "/srv/app+0x1400 (serve)",
+         "/srv/app+0x1500 (main)", "/lib/x86_64-linux-gnu/libc.so.6+0x271ca"]
+    B = ["/srv/app+0x2000 (reject)", "/srv/app+0x1500 (main)"]
+    lines = [(["unread_data"], A + ["/srv/app+0x10 (_start)"], 11),
+             (["unread_data"], A + ["/srv/app+0x20 (other)"], 12),
+             (["unread_data"], A, 13),
+             (["unread_data"], B, 14),
+             (["immediate_close"], B, 15),
+             (["immediate_close"], B, 16),
+             (["shared"], None, 17)]
+    with open(path, "w") as f:
+        for i, (flags, stack, pid) in enumerate(lines):
+            o = {"ts": "2026-11-22T03:40:%02d.000000Z" % i, "mono_ns": i, "event": "close",
+                 "pid": pid, "tid": pid, "comm": "app", "fd": 4, "via": "close",
+                 "role": "accepted", "local": "127.0.0.1:80", "peer": "127.0.0.1:5000",
+                 "flags": flags, "rst": flags != ["shared"]}
+            if stack:
+                o["stack"] = stack
+            f.write(json.dumps(o) + "\n")
+        f.write(json.dumps({"ts": "2026-11-22T03:41:00.000000Z", "event": "setsockopt",
+                            "pid": 12, "fd": 4, "flags": ["linger_zero"], "stack": B}) + "\n")
+    return " < ".join(A), " < ".join(B)
+
+
+def t_report_stacks():
+    a, b = stack_log(tmp("stack.log"))
+    _, d = report_json(tmp("stack.log"), extra=("--jobs", "2"))
+    got = {c: [(x["stack"], x["count"]) for x in rows]
+           for c, rows in d.get("stacks_per_cause", {}).items()}
+    pt = run([TOOL, "report", "--no-progress", tmp("stack.log")])
+    text = pt.stdout.split("Top stacks per cause", 1)
+    text_rows, cause = {}, None
+    for line in (text[1].split("\n\n", 1)[0].splitlines()[1:] if len(text) == 2 else []):
+        if not line.startswith("    "):
+            cause = line.strip().rstrip(":")
+        elif not line.split()[0] == "count":
+            count, pid, stack = line.split(None, 2)
+            text_rows.setdefault(cause, []).append((stack, int(count), int(pid)))
+    _, plain = report_json(os.path.join(SAMPLES, "sample.jsonl"))
+    plain_text = run([TOOL, "report", "--no-progress", os.path.join(SAMPLES, "sample.jsonl")])
+    return first_error(
+        expect(got, {"unread_data": [(a, 3), (b, 1)], "immediate_close": [(b, 2)],
+                     "setsockopt_linger_zero": [(b, 1)]}, "stacks_per_cause (stack, count)"),
+        expect(d["stacks_per_cause"]["unread_data"][0]["pid"] in (11, 12, 13), True,
+               "example pid"),
+        expect({c: [(s, n) for s, n, _ in rows] for c, rows in text_rows.items()}, got,
+               "text stack rows"),
+        expect(plain.get("stacks_per_cause"), {}, "stacks_per_cause of a log without stacks"),
+        None if "Top stacks" not in plain_text.stdout else "text of a log without stacks "
+                                                           "has a stack table")
+
+
+SYMBOLIZE = os.path.join(ROOT, "scripts", "symbolize.py")
+
+
+def t_symbolize():
+    # a real program built with -g: nm gives marker_fn's offset (PIE) or
+    # its address (non-PIE, base = lowest PT_LOAD); the script must name
+    # marker_fn at the source line of its definition
+    for tool in ("gcc", "nm", "addr2line", "readelf", "strip"):
+        if not shutil.which(tool):
+            raise Skip("%s not installed" % tool)
+    src = tmp("sym.c")
+    with open(src, "w") as f:
+        f.write("#include <stdio.h>\n"
+                "__attribute__((noinline)) static int marker_fn(int x) {\n"
+                "    return x * 3 + 1;\n"
+                "}\n"
+                "int main(int argc, char **argv) { (void)argv; printf(\"%d\\n\", marker_fn(argc));"
+                " return 0; }\n")
+    frames, want = [], []
+    for name, flags in (("sym-pie", ["-fPIE", "-pie"]), ("sym-nopie", ["-fno-PIE", "-no-pie"])):
+        prog = tmp(name)
+        run(["gcc", "-g", "-O0", *flags, "-o", prog, src], check=True)
+        out = run([prog])
+        if out.stdout != "4\n":
+            return "%s printed %r" % (name, out.stdout)
+        addr = int(next(l.split()[0] for l in run(["nm", prog]).stdout.splitlines()
+                        if l.endswith(" marker_fn")), 16)
+        if name == "sym-nopie":  # an EXEC: the frame's offset is from the lowest PT_LOAD
+            hdr = run(["readelf", "-lW", prog]).stdout
+            addr -= min(int(l.split()[2], 16) for l in hdr.splitlines()
+                        if l.split()[:1] == ["LOAD"])
+        frames.append("%s+0x%x (marker_fn)" % (prog, addr))
+        want.append("marker_fn at %s:2" % src)
+    stripped = tmp("sym-stripped")
+    run(["strip", "-g", "-o", stripped, tmp("sym-pie")], check=True)
+    frames += [frames[0].replace(tmp("sym-pie"), stripped), "?+0x10"]
+    want += frames[2:]  # no debug info, no object: kept as they were
+    line = json.dumps({"ts": "2026-11-22T03:40:00.000000Z", "event": "close", "pid": 1,
+                       "flags": ["unread_data"], "stack": frames})
+    with open(tmp("sym.log"), "w") as f:
+        f.write(line + "\nnot json\n")
+    pj = run([sys.executable, SYMBOLIZE, "--json", tmp("sym.log")])
+    pt = run([sys.executable, SYMBOLIZE], input=line + "\n")
+    out = pj.stdout.splitlines()
+    return first_error(
+        expect(pj.returncode, 0, "exit status (--json)"),
+        expect(json.loads(out[0]).get("stack_lines") if out else None, want, "stack_lines"),
+        expect(json.loads(out[0]).get("stack") if out else None, frames, "stack kept"),
+        expect(out[1:], ["not json"], "other lines passed through"),
+        expect([l.strip() for l in pt.stdout.splitlines()[1:]],
+               ["#%d %s" % (i, w) for i, w in enumerate(want)], "text frames"))
+
+
 def t_report_bad_option():
     p = run([TOOL, "report", "--frobnicate"])
     return expect(p.returncode, 2, "exit status")
@@ -609,6 +717,8 @@ CHECKS = [
     ("report bad option", t_report_bad_option),
     ("report bounded tables keep the heavy hitter", t_report_heavy_hitter),
     ("report per tag (host): text and --json", t_report_per_tag),
+    ("report top stacks per cause: text and --json", t_report_stacks),
+    ("scripts/symbolize.py names frames by file:line", t_symbolize),
     ("report threads agree", t_report_threads_agree),
     ("report throughput", t_report_throughput),
     ("report progress", t_report_progress),
