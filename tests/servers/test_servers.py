@@ -841,7 +841,10 @@ def c_socat_fork_exec(ctx):
 
 # ------------------------------------------------------- README snippets
 
-SHIM_ENV = {"RSTSHIM_LOG", "RSTSHIM_EVENTS", "RSTSHIM_IMMEDIATE_MS", "RSTSHIM_TAG", "RSTSHIM_FIX"}
+# The variables the shim reads (shim/init.c), so the README may name no other.
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shim",
+                       "init.c")) as _f:
+    SHIM_ENV = set(re.findall(r'getenv\("(RSTSHIM_[A-Z_]+)"\)', _f.read()))
 SAMPLE_LOG = "/var/log/rstshim/12345.jsonl"     # what RSTSHIM_LOG=/var/log/rstshim/%p.jsonl makes
 SAMPLE_TS = "2026-11-22T02:37:22.899568Z"
 
