@@ -99,7 +99,7 @@ void event_accept_error(int listen_fd, struct socket_record *listener, int err);
 void event_accept_error_flush(int listen_fd, struct socket_record *listener);
 void event_config_error(const char *variable, const char *value, const char *message);
 /* On accept: samples the listener's queue; a queue_pressure line past 80 %. */
-void event_queue_sample(int listen_fd, struct socket_record *listener);
+void event_queue_sample(int listen_fd, struct socket_record *listener, uint64_t now);
 void event_exec_failed(int err);
 
 #endif

@@ -22,7 +22,7 @@ void netstat_start(void);
  * the drops are its own).  `at`: "accept" (at most every 10 s), "close"
  * (a listener about to be released: it is still there to be named) or
  * "exit".  releasing_fd: a listener already out of the table but still open
- * (its release is being prepared), or -1. */
-void netstat_report(const char *at, int releasing_fd);
+ * (its release is being prepared), or -1.  now: CLOCK_MONOTONIC ns. */
+void netstat_report(const char *at, int releasing_fd, uint64_t now);
 
 #endif

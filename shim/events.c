@@ -215,9 +215,8 @@ void event_accept_error_flush(int listen_fd, struct socket_record *listener)
 #define QUEUE_SAMPLE_NS 10000000ull
 #define QUEUE_REPORT_NS 1000000000ull
 
-void event_queue_sample(int listen_fd, struct socket_record *listener)
+void event_queue_sample(int listen_fd, struct socket_record *listener, uint64_t now)
 {
-    uint64_t now = process_monotonic_ns();
     /* Threads accepting on one listener: one of them samples. */
     if (!claim_interval(&listener->queue_checked_ns, now, QUEUE_SAMPLE_NS))
         return;

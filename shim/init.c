@@ -151,7 +151,7 @@ void shim_release_all_at_exit(void)
     if (!__atomic_exchange_n(&shim_ready, false, __ATOMIC_ACQ_REL))
         return; /* already done (_exit after exit handlers, or never started) */
     guard_reenter();
-    netstat_report("exit", -1); /* while the listeners are still ours to name */
+    netstat_report("exit", -1, process_monotonic_ns()); /* while the listeners are still ours to name */
     struct release_set set;
     release_set_begin(&set, 0, -1, "exit", false);
     release_set_close_shared(&set);

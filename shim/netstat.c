@@ -96,11 +96,10 @@ static bool owns_every_listener(const struct ours *ours)
     return ours->count > 0;
 }
 
-void netstat_report(const char *at, int releasing_fd)
+void netstat_report(const char *at, int releasing_fd, uint64_t now)
 {
     if (!__atomic_load_n(&started, __ATOMIC_ACQUIRE))
         return;
-    uint64_t now = process_monotonic_ns();
     uint64_t last = __atomic_load_n(&last_report_ns, __ATOMIC_RELAXED);
     if (!strcmp(at, "accept") && now - last < REPORT_EVERY_NS)
         return;

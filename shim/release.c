@@ -246,7 +246,7 @@ static bool probe_listener(int fd, struct socket_record *rec, struct close_facts
                            struct tcp_facts *tcp)
 {
     event_accept_error_flush(fd, rec); /* errors held back by the rate limit */
-    netstat_report("close", fd);          /* while this listener can still be named */
+    netstat_report("close", fd, process_monotonic_ns());          /* while this listener can still be named */
     if (!probe_tcp_info(fd, tcp))
         return false;
     f->tcp_state = tcp->state;

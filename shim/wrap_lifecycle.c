@@ -117,7 +117,8 @@ static void after_accept(int listen_fd, int fd, const struct sockaddr *addr, soc
     if (!rec)
         return;
     rec->listen_fd = listen_fd;
-    rec->start_ns = process_monotonic_ns();
+    uint64_t now = process_monotonic_ns(); /* one clock read serves the accept */
+    rec->start_ns = now;
     /* Accepted sockets inherit these options from their listener. */
     rec->rcvtimeo_set = listener->rcvtimeo_set;
     rec->linger_onoff = listener->linger_onoff;
@@ -133,8 +134,8 @@ static void after_accept(int listen_fd, int fd, const struct sockaddr *addr, soc
         rec->local_len = listener->local_len;
     }
     event_accept(listen_fd, fd, rec);
-    event_queue_sample(listen_fd, listener);
-    netstat_report("accept", -1);
+    event_queue_sample(listen_fd, listener, now);
+    netstat_report("accept", -1, now);
 }
 
 /* accept() is accept4() with no flags; both go through here.  The real
