@@ -44,7 +44,8 @@ void log_move_away_from(int fd);
  * signal handler or in the forked child of a threaded process is safe, and
  * a release can build its line before the real call and write it after. */
 struct logline {
-    bool active; /* begun and to be written */
+    bool active;      /* begun and to be written */
+    uint64_t mono_ns; /* CLOCK_MONOTONIC at logline_begin(): the line's mono_ns */
     struct json_line json;
 };
 

@@ -12,10 +12,14 @@ extern pid_t shim_pid; /* refreshed in a forked child */
 
 /* The calling thread's id, asked of the kernel once per thread. */
 pid_t process_tid(void);
-/* The calling thread's name now (it may have been renamed since its last
- * line, as ps and bpftrace would show), printable. */
+/* The calling thread's name, printable, as ps and bpftrace show it.  Kept
+ * per thread (PR_GET_NAME is a syscall) and asked again after a rename
+ * through prctl(PR_SET_NAME) or pthread_setname_np(), or when a second has
+ * passed (a name written to /proc/PID/task/TID/comm by anyone). */
 #define PROCESS_COMM_MAX 68
-const char *process_comm(char out[PROCESS_COMM_MAX]);
+const char *process_comm(uint64_t now_ns);
+/* A thread of this process was renamed: every thread asks again. */
+void process_comm_renamed(void);
 /* In a forked child: forget the parent thread's cached id and name. */
 void process_after_fork_in_child(void);
 

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <pthread.h>
 #include <spawn.h>
 
 struct real_functions {
@@ -54,6 +55,8 @@ struct real_functions {
                         const posix_spawnattr_t *, char *const[], char *const[]);
     void (*_exit)(int);
     void (*_Exit)(int);
+    int (*prctl)(int, unsigned long, unsigned long, unsigned long, unsigned long);
+    int (*pthread_setname_np)(pthread_t, const char *);
 };
 
 extern struct real_functions real;

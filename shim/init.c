@@ -38,7 +38,7 @@ static const struct {
     REAL_ENTRY(write), REAL_ENTRY(writev), REAL_ENTRY(fclose), REAL_ENTRY(fork),
     REAL_ENTRY(execve), REAL_ENTRY(execv), REAL_ENTRY(execvp), REAL_ENTRY(execvpe),
     REAL_ENTRY(fexecve), REAL_ENTRY(posix_spawn), REAL_ENTRY(posix_spawnp), REAL_ENTRY(_exit),
-    REAL_ENTRY(_Exit),
+    REAL_ENTRY(_Exit), REAL_ENTRY(prctl), REAL_ENTRY(pthread_setname_np),
 };
 
 void *real_resolve_one(void **slot, const char *name)

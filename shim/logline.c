@@ -24,12 +24,12 @@ bool logline_begin(struct logline *line, const char *event, int fd, bool flagged
 
     json_line_open(j);
     json_line_string(j, "ts", ts);
-    json_line_uint(j, "mono_ns", process_monotonic_ns());
+    uint64_t mono_ns = line->mono_ns = process_monotonic_ns();
+    json_line_uint(j, "mono_ns", mono_ns);
     json_line_string(j, "event", event);
     json_line_int(j, "pid", shim_pid);
     json_line_int(j, "tid", process_tid());
-    char comm[PROCESS_COMM_MAX];
-    json_line_string(j, "comm", process_comm(comm));
+    json_line_string(j, "comm", process_comm(mono_ns));
     json_line_int(j, "fd", fd);
     if (shim_config.tag[0])
         json_line_string(j, "tag", shim_config.tag_printable);

@@ -8,6 +8,7 @@
 
 #include "format.h"
 #include "guard.h"
+#include "real.h"
 
 SHIM_HIDDEN struct config shim_config;
 SHIM_HIDDEN pid_t shim_pid;
@@ -22,20 +23,39 @@ pid_t process_tid(void)
     return thread_id;
 }
 
-const char *process_comm(char out[PROCESS_COMM_MAX])
+static unsigned comm_generation; /* bumped by every rename the shim sees */
+
+#define COMM_REFRESH_NS 1000000000ull
+
+static __thread struct {
+    uint64_t read_ns; /* CLOCK_MONOTONIC when asked; 0: never */
+    unsigned generation;
+    char text[PROCESS_COMM_MAX];
+} comm_cache __attribute__((tls_model("initial-exec")));
+
+const char *process_comm(uint64_t now_ns)
 {
+    unsigned generation = __atomic_load_n(&comm_generation, __ATOMIC_ACQUIRE);
+    if (comm_cache.read_ns && comm_cache.generation == generation &&
+        now_ns - comm_cache.read_ns < COMM_REFRESH_NS)
+        return comm_cache.text;
     char name[17] = {0};
-    if (prctl(PR_GET_NAME, name) != 0)
+    if (REAL(prctl)(PR_GET_NAME, (unsigned long)name, 0, 0, 0) != 0)
         strcpy(name, "?");
     /* comm is whatever the program set: keep the line plain ASCII. */
-    format_printable(name, 16, out, PROCESS_COMM_MAX);
-    return out;
+    format_printable(name, 16, comm_cache.text, PROCESS_COMM_MAX);
+    comm_cache.generation = generation;
+    comm_cache.read_ns = now_ns ? now_ns : 1;
+    return comm_cache.text;
 }
+
+void process_comm_renamed(void) { __atomic_add_fetch(&comm_generation, 1, __ATOMIC_RELEASE); }
 
 void process_after_fork_in_child(void)
 {
     shim_pid = getpid();
     thread_id = 0;
+    comm_cache.read_ns = 0;
 }
 
 uint64_t process_monotonic_ns(void)

@@ -174,11 +174,17 @@ static void facts_from_record(struct close_facts *f, const struct release *r)
     f->linger_onoff = -1;
     f->tcp_state = -1;
     f->pending = -1;
-    f->age_ms = rec->start_ns ? (long long)((process_monotonic_ns() - rec->start_ns) / 1000000) : -1;
+    /* The age matters only to immediate_close: an accepted connection that
+     * was neither read nor written.  Other closes skip the clock. */
+    uint32_t seen = __atomic_load_n(&rec->seen, __ATOMIC_RELAXED);
+    bool may_be_immediate = f->accepted && !(seen & (SEEN_READ | SEEN_WROTE));
+    f->age_ms = rec->start_ns && may_be_immediate
+                    ? (long long)((process_monotonic_ns() - rec->start_ns) / 1000000)
+                    : -1;
     f->immediate_ms = shim_config.immediate_ms;
     f->bytes_read = -1;
     f->bytes_written = -1;
-    f->recv_timed_out = __atomic_load_n(&rec->seen, __ATOMIC_RELAXED) & SEEN_RECV_TIMEOUT;
+    f->recv_timed_out = seen & SEEN_RECV_TIMEOUT;
 }
 
 /* The close line, after the call, once verification has spoken: from
@@ -209,7 +215,7 @@ static void write_line(struct release *r)
             logline_null(line, "backlog");
     } else {
         if (rec->start_ns)
-            logline_fixed(line, "duration_ms", process_monotonic_ns() - rec->start_ns, 6);
+            logline_fixed(line, "duration_ms", line->mono_ns - rec->start_ns, 6);
         else
             logline_null(line, "duration_ms");
         if (r->have_tcp) {

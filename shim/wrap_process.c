@@ -3,11 +3,14 @@
  * also run for the forks other libraries make. */
 #include <errno.h>
 #include <stdarg.h>
+#include <pthread.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "guard.h"
 #include "lifecycle.h"
+#include "process.h"
 #include "real.h"
 
 void shim_release_all_at_exit(void);
@@ -226,4 +229,29 @@ SHIM_EXPORT void _Exit(int status)
         shim_release_all_at_exit();
     REAL(_Exit)(status);
     __builtin_unreachable();
+}
+
+/* ---- thread names: lines carry comm, cached per thread (shim/process.c) ---- */
+
+SHIM_EXPORT int prctl(int option, ...)
+{
+    /* prctl takes up to four more arguments, unsigned long each; reading
+     * ones the caller did not pass is what libc's own prctl does too. */
+    va_list args;
+    va_start(args, option);
+    unsigned long arg2 = va_arg(args, unsigned long), arg3 = va_arg(args, unsigned long),
+                  arg4 = va_arg(args, unsigned long), arg5 = va_arg(args, unsigned long);
+    va_end(args);
+    int ret = REAL(prctl)(option, arg2, arg3, arg4, arg5);
+    if (option == PR_SET_NAME && ret == 0)
+        process_comm_renamed(); /* changes no errno */
+    return ret;
+}
+
+SHIM_EXPORT int pthread_setname_np(pthread_t thread, const char *name)
+{
+    int ret = REAL(pthread_setname_np)(thread, name);
+    if (ret == 0)
+        process_comm_renamed();
+    return ret;
 }

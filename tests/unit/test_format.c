@@ -2,6 +2,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdbool.h>
 
 #include "check.h"
 #include "format.h"
@@ -36,6 +37,74 @@ static void addresses(void)
     struct sockaddr unix_like = {.sa_family = AF_UNIX};
     CHECK(format_address(&unix_like, sizeof unix_like, out) == 0);
     CHECK(format_address(NULL, 16, out) == 0);
+}
+
+/* The hand-written text must be inet_ntop's, byte for byte: addresses
+ * drawn from every pattern of zero and non-zero groups (all 256 of them),
+ * with the IPv4-mapped and -compatible forms among them, and random ones. */
+static bool same_as_inet_ntop(const unsigned char *addr, int family)
+{
+    char want[INET6_ADDRSTRLEN + 16], out[FORMAT_ADDRESS_MAX];
+    union {
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+    } sa = {0};
+    size_t len;
+    if (family == AF_INET) {
+        sa.in.sin_family = AF_INET;
+        sa.in.sin_port = htons(80);
+        memcpy(&sa.in.sin_addr, addr, 4);
+        inet_ntop(AF_INET, addr, want, sizeof want);
+        strcat(want, ":80");
+        len = format_address((struct sockaddr *)&sa, sizeof sa.in, out);
+    } else {
+        sa.in6.sin6_family = AF_INET6;
+        sa.in6.sin6_port = htons(80);
+        memcpy(&sa.in6.sin6_addr, addr, 16);
+        want[0] = '[';
+        inet_ntop(AF_INET6, addr, want + 1, sizeof want - 1);
+        strcat(want, "]:80");
+        len = format_address((struct sockaddr *)&sa, sizeof sa.in6, out);
+    }
+    if (strcmp(out, want) || len != strlen(want)) {
+        printf("FAIL format_address gives \"%s\", inet_ntop \"%s\"\n", out, want);
+        return false;
+    }
+    return true;
+}
+
+static void addresses_like_inet_ntop(void)
+{
+    unsigned seed = 12345, mismatches = 0, tried = 0;
+    unsigned char addr[16];
+    for (unsigned pattern = 0; pattern < 256; pattern++) {
+        for (int round = 0; round < 8; round++) {
+            for (int g = 0; g < 8; g++) {
+                seed = seed * 1103515245u + 12345u;
+                unsigned value = (pattern >> g & 1) ? (seed >> 8) & 0xffff : 0;
+                if (value == 0 && (pattern >> g & 1))
+                    value = 1 + round; /* non-zero where the pattern says so */
+                if (round == 1 && (pattern >> g & 1))
+                    value &= 0x000f; /* short groups: leading zeros dropped */
+                addr[2 * g] = (unsigned char)(value >> 8);
+                addr[2 * g + 1] = (unsigned char)value;
+            }
+            if (round == 2 && (pattern & 0x3f) == 0) { /* ::ffff:a.b.c.d */
+                addr[10] = addr[11] = 0xff;
+            }
+            tried++;
+            mismatches += !same_as_inet_ntop(addr, AF_INET6);
+        }
+    }
+    for (unsigned i = 0; i < 4096; i++) {
+        seed = seed * 1103515245u + 12345u;
+        unsigned v = seed;
+        unsigned char a4[4] = {(unsigned char)(v >> 24), (unsigned char)(v >> 16),
+                               (unsigned char)(i & 0xff), (unsigned char)(i >> 4)};
+        tried++;
+        mismatches += !same_as_inet_ntop(a4, AF_INET);
+    }
+    CHECK(tried == 256 * 8 + 4096 && mismatches == 0);
 }
 
 static void timestamps(void)
@@ -80,6 +149,7 @@ static void printable(void)
 void test_format(void)
 {
     addresses();
+    addresses_like_inet_ntop();
     timestamps();
     errno_names();
     printable();
