@@ -1394,6 +1394,54 @@ static int mode_longline(void)
     return mode_work(3, 0, 0);
 }
 
+/* -------------------------------------------------------- mode: rename
+ * The shim keeps each thread's name and asks again after a rename.  Every
+ * way a name changes, each followed by one connection: pthread_setname_np
+ * on the calling thread, pthread_setname_np on another thread (glibc
+ * writes /proc/self/task/TID/comm: no prctl), a name written to /proc by
+ * the program itself (seen within a second), and prctl's own answers. */
+
+static pthread_barrier_t rename_step;
+
+static void *rename_thread(void *arg)
+{
+    (void)arg;
+    prctl(PR_SET_NAME, "second", 0, 0, 0);
+    mode_work(1, 0, 0);                /* comm "second" */
+    pthread_barrier_wait(&rename_step); /* the main thread renames us */
+    pthread_barrier_wait(&rename_step);
+    mode_work(1, 0, 0);                /* comm "second-np" */
+    return NULL;
+}
+
+static int mode_rename(void)
+{
+    mode_work(1, 0, 0); /* comm as exec gave it */
+    pthread_setname_np(pthread_self(), "main-np");
+    mode_work(1, 0, 0);
+    pthread_barrier_init(&rename_step, NULL, 2);
+    pthread_t th;
+    pthread_create(&th, NULL, rename_thread, NULL);
+    pthread_barrier_wait(&rename_step);
+    pthread_setname_np(th, "second-np");
+    pthread_barrier_wait(&rename_step);
+    pthread_join(th, NULL);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/comm", (int)gettid());
+    int fd = open(path, O_WRONLY);
+    if (fd < 0 || write(fd, "by-proc", 7) != 7)
+        die("write comm");
+    close(fd);
+    usleep(1200 * 1000); /* past the shim's one-second refresh */
+    mode_work(1, 0, 0);  /* comm "by-proc" */
+    errno = 0;
+    int bad = prctl(-12345, 0, 0, 0, 0);
+    printf("prctl bad option: %d %s\n", bad, strerror(errno));
+    char name[17] = {0};
+    printf("prctl get name: %d %s\n", prctl(PR_GET_NAME, name, 0, 0, 0), name);
+    return 0;
+}
+
 /* -------------------------------------------------------- mode: payload
  * Distinctive bytes sent every way there is; the log must hold none. */
 
@@ -1592,6 +1640,8 @@ int main(int argc, char **argv)
         return mode_work(atoi(ARG(2, "3")), atoi(ARG(3, "0")), atoi(ARG(4, "0")));
     if (!strcmp(mode, "longline"))
         return mode_longline();
+    if (!strcmp(mode, "rename"))
+        return mode_rename();
     if (!strcmp(mode, "payload") && argc > 2)
         return mode_payload(argv[2]);
     if (!strcmp(mode, "setenv") && argc > 2)
@@ -1603,7 +1653,7 @@ int main(int argc, char **argv)
         return 0;
     fprintf(stderr, "usage: host model PREFIX [THREADS SECONDS MAXOPS SEED FORKS] | sigstorm JOURNAL "
                     "[SECONDS MALLOC] | eintr | errno2 | daemon STATUS OWN | spawn | hold MS | "
-                    "scm fork|thread | work N [EXIT GAP_MS] | longline | payload TEXT | "
+                    "scm fork|thread | work N [EXIT GAP_MS] | longline | rename | payload TEXT | "
                     "setenv OTHERLOG | mix [SECONDS VFORK WORKERS SIGNALS] | nothing\n");
     return 2;
 }

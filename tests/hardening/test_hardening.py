@@ -565,6 +565,28 @@ def test_long_lines(tmp):
             f"thread's first line)")
 
 
+def test_thread_names(tmp):
+    """comm is cached per thread; every rename must still show on the next line."""
+    log = os.path.join(tmp, "rename.jsonl")
+    bare = run([HOST, "rename"], preload=False, timeout=30)
+    p = run([HOST, "rename"], env={"RSTSHIM_LOG": log}, timeout=30)
+    lines, problems = read_log(log)
+    accepts = [l for l in lines if l.get("event") == "accept"]
+    main = [l.get("comm") for l in accepts if l.get("tid") == p.pid]
+    other = [l.get("comm") for l in accepts if l.get("tid") != p.pid]
+    R.check("thread names: prctl answers as it does bare (a bad option: -1 EINVAL; "
+            "PR_GET_NAME: the name)",
+            p.returncode == 0 and bare.returncode == 0 and p.stdout == bare.stdout
+            and b"prctl bad option: -1 Invalid argument" in p.stdout
+            and b"prctl get name: 0 by-proc" in p.stdout, f"bare {bare}\nshimmed {p}")
+    R.check("thread names: comm follows pthread_setname_np on the thread itself and on "
+            "another thread, and a name written to /proc/self/task/TID/comm (within 1 s)",
+            not problems and main == ["host", "main-np", "by-proc"]
+            and other == ["second", "second-np"],
+            f"main thread's accept lines say {main}, want ['host', 'main-np', 'by-proc']; "
+            f"the second thread's {other}, want ['second', 'second-np']")
+
+
 # ------------------------------------------------ where LD_PRELOAD cannot help
 
 def test_static_binary(tmp):
