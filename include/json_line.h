@@ -29,6 +29,9 @@ void json_line_bool(struct json_line *j, const char *key, bool value);
 void json_line_null(struct json_line *j, const char *key);
 void json_line_strings(struct json_line *j, const char *key, const char *const *values,
                        unsigned count);
+/* Appends members already encoded ("a":1,"b":"x", no leading comma) as
+ * one field: whole or not at all. */
+void json_line_members(struct json_line *j, const char *members, unsigned len);
 /* Appends "}\n" and returns the length of the line. */
 unsigned json_line_close(struct json_line *j);
 

@@ -18,6 +18,9 @@ pid_t process_tid(void);
  * passed (a name written to /proc/PID/task/TID/comm by anyone). */
 #define PROCESS_COMM_MAX 68
 const char *process_comm(uint64_t now_ns);
+/* "pid":P,"tid":T,"comm":"C" for the calling thread, JSON-encoded once and
+ * kept with the name (same refresh rules); *len gets its length. */
+const char *process_identity_members(uint64_t now_ns, unsigned *len);
 /* A thread of this process was renamed: every thread asks again. */
 void process_comm_renamed(void);
 /* In a forked child: forget the parent thread's cached id and name. */

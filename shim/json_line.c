@@ -163,6 +163,13 @@ void json_line_strings(struct json_line *j, const char *key, const char *const *
     FIELD(j, put_key(j, key) && put_strings(j, values, count));
 }
 
+void json_line_members(struct json_line *j, const char *members, unsigned len)
+{
+    if (!len)
+        return;
+    FIELD(j, (j->len <= 1 || put_char(j, ',')) && put(j, members, len));
+}
+
 unsigned json_line_close(struct json_line *j)
 {
     /* put() always left room for these two. */

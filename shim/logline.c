@@ -27,9 +27,9 @@ bool logline_begin(struct logline *line, const char *event, int fd, bool flagged
     uint64_t mono_ns = line->mono_ns = process_monotonic_ns();
     json_line_uint(j, "mono_ns", mono_ns);
     json_line_string(j, "event", event);
-    json_line_int(j, "pid", shim_pid);
-    json_line_int(j, "tid", process_tid());
-    json_line_string(j, "comm", process_comm(mono_ns));
+    unsigned identity_len;
+    const char *identity = process_identity_members(mono_ns, &identity_len);
+    json_line_members(j, identity, identity_len);
     json_line_int(j, "fd", fd);
     if (shim_config.tag[0])
         json_line_string(j, "tag", shim_config.tag_printable);

@@ -8,6 +8,7 @@
 
 #include "format.h"
 #include "guard.h"
+#include "json_line.h"
 #include "real.h"
 
 SHIM_HIDDEN struct config shim_config;
@@ -27,11 +28,33 @@ static unsigned comm_generation; /* bumped by every rename the shim sees */
 
 #define COMM_REFRESH_NS 1000000000ull
 
+/* The members every line starts with, "pid":P,"tid":T,"comm":"C": comm is
+ * printable ASCII, so escaping can at most double it. */
+#define IDENTITY_MAX (2 * PROCESS_COMM_MAX + 64)
+
 static __thread struct {
     uint64_t read_ns; /* CLOCK_MONOTONIC when asked; 0: never */
     unsigned generation;
     char text[PROCESS_COMM_MAX];
+    unsigned identity_len;
+    char identity[IDENTITY_MAX];
 } comm_cache __attribute__((tls_model("initial-exec")));
+
+/* Encodes the identity members with the line encoder itself, so they are
+ * escaped exactly as any other field would be. */
+static void encode_identity(void)
+{
+    struct json_line j;
+    json_line_open(&j);
+    json_line_int(&j, "pid", shim_pid);
+    json_line_int(&j, "tid", process_tid());
+    json_line_string(&j, "comm", comm_cache.text);
+    unsigned len = j.len - 1; /* without the opening brace */
+    if (j.full || len > sizeof comm_cache.identity)
+        len = 0; /* cannot happen with a 16-byte name; the line then has none */
+    memcpy(comm_cache.identity, j.text + 1, len);
+    comm_cache.identity_len = len;
+}
 
 const char *process_comm(uint64_t now_ns)
 {
@@ -46,7 +69,15 @@ const char *process_comm(uint64_t now_ns)
     format_printable(name, 16, comm_cache.text, PROCESS_COMM_MAX);
     comm_cache.generation = generation;
     comm_cache.read_ns = now_ns ? now_ns : 1;
+    encode_identity();
     return comm_cache.text;
+}
+
+const char *process_identity_members(uint64_t now_ns, unsigned *len)
+{
+    process_comm(now_ns); /* refreshes the members with the name */
+    *len = comm_cache.identity_len;
+    return comm_cache.identity;
 }
 
 void process_comm_renamed(void) { __atomic_add_fetch(&comm_generation, 1, __ATOMIC_RELEASE); }

@@ -75,8 +75,32 @@ static void overflow_leaves_fields_out_whole(void)
     CHECK(j.text[len - 1] == '\n' && j.text[len - 2] == '}' && j.text[len - 3] == '5');
 }
 
+static void members(void)
+{
+    struct json_line j;
+    json_line_open(&j);
+    const char *identity = "\"pid\":7,\"comm\":\"a\"";
+    json_line_members(&j, identity, (unsigned)strlen(identity));
+    json_line_int(&j, "fd", 3);
+    json_line_members(&j, "", 0); /* nothing: no stray comma */
+    CHECK_STR(closed(&j), "{\"pid\":7,\"comm\":\"a\",\"fd\":3}");
+    json_line_open(&j);
+    json_line_int(&j, "fd", 3);
+    json_line_members(&j, "\"x\":1", 5);
+    CHECK_STR(closed(&j), "{\"fd\":3,\"x\":1}");
+    /* Too long to fit: left out whole, like any field. */
+    static char big[JSON_LINE_CAPACITY];
+    memset(big, 'x', sizeof big);
+    json_line_open(&j);
+    json_line_int(&j, "a", 1);
+    json_line_members(&j, big, sizeof big);
+    CHECK(j.full);
+    CHECK_STR(closed(&j), "{\"a\":1}");
+}
+
 void test_json_line(void)
 {
+    members();
     fields();
     fixed_point();
     escaping();
