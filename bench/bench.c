@@ -1,6 +1,6 @@
 /* bench/bench.c -- `make bench`: what the shim costs, measured side by side.
  *
- *   bench [--quick] [--cpu N] [--slice-ms N] [--only NAME] BINDIR SHIM WORKDIR
+ *   bench [--quick] [--cpu N] [--slice-ms N] [--only NAME] [--log TARGET] BINDIR SHIM WORKDIR
  *   bench load churn|keepalive PORT SECONDS      (load for a profiler)
  *
  * Method (see bench/README.md): this VM's speed drifts by up to 50 % in
@@ -54,6 +54,7 @@ static struct {
     int cpu;             /* -1: the last CPU we may run on */
     uint64_t slice_ns;
     const char *only;    /* run only rows whose workload name contains this */
+    const char *log;     /* --log: where shimmed servers log instead of a file per row */
     char bindir[PATH_MAX], shim[PATH_MAX], workdir[PATH_MAX];
     bool netns;          /* rows run in private network namespaces */
     char netns_why[160]; /* why not */
@@ -314,7 +315,7 @@ static void child_env(const struct target *t)
     unsetenv("RSTSHIM_IMMEDIATE_MS");
     if (shimmed(t->cfg)) {
         setenv("LD_PRELOAD", opt.shim, 1);
-        setenv("RSTSHIM_LOG", t->log, 1);
+        setenv("RSTSHIM_LOG", opt.log ? opt.log : t->log, 1);
         setenv("RSTSHIM_EVENTS", t->cfg == ALL ? "all" : "flagged", 1);
     }
 }
@@ -1212,7 +1213,7 @@ static void run_row(enum workload wl, enum cfg cfg, const struct plan *p)
     }
     for (int s = 0; s < started; s++)
         stop_target(&t[s]);
-    if (shimmed(cfg)) {
+    if (shimmed(cfg) && !opt.log) { /* --log: lines went elsewhere, not counted */
         r->log_lines = count_lines(t[1].log);
         if (r->log_lines < 0)
             r->log_lines = 0;
@@ -1320,7 +1321,7 @@ static void run_wrk_row(enum workload wl, enum cfg cfg, int runs)
     }
     for (int s = 0; s < started; s++)
         stop_target(&t[s]);
-    if (shimmed(cfg)) {
+    if (shimmed(cfg) && !opt.log) {
         r->log_lines = count_lines(t[1].log);
         unlink(t[1].log);
     }
@@ -1386,6 +1387,11 @@ static void print_header(void)
            (double)opt.slice_ns / 1e6, TARGET_CI_HALF * 100, (double)ext_row_ns / 1e9, opt.cpu,
            opt.netns ? "each row in a private network namespace (own TIME_WAIT table)"
                      : opt.netns_why);
+    if (opt.log)
+        printf("log:     RSTSHIM_LOG=%s for every shimmed server (--log; lines not counted)\n",
+               opt.log);
+    else
+        printf("log:     RSTSHIM_LOG=a file per row in %s (deleted after the row)\n", opt.workdir);
     printf("\n");
 }
 
@@ -1488,6 +1494,8 @@ int main(int argc, char **argv)
             opt.quick = true;
         else if (strcmp(argv[i], "--cpu") == 0 && i + 1 < argc)
             opt.cpu = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--log") == 0 && i + 1 < argc)
+            opt.log = argv[++i];
         else if (strcmp(argv[i], "--slice-ms") == 0 && i + 1 < argc)
             opt.slice_ns = (uint64_t)(atof(argv[++i]) * 1e6);
         else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
@@ -1496,7 +1504,8 @@ int main(int argc, char **argv)
             die("unknown option %s", argv[i]);
     }
     if (argc - i != 3)
-        die("usage: bench [--quick] [--cpu N] [--slice-ms N] [--only NAME] BINDIR SHIM WORKDIR");
+        die("usage: bench [--quick] [--cpu N] [--slice-ms N] [--only NAME] [--log TARGET] BINDIR "
+            "SHIM WORKDIR");
     absolute(opt.bindir, argv[i]);
     absolute(opt.shim, argv[i + 1]);
     mkdir(argv[i + 2], 0755);
