@@ -288,7 +288,9 @@ static int parse_packet(int dlt, const struct pcap_pkthdr *h, const u_char *d, s
     default:
         return 0;
     }
-    if (len < off + 1 || (d[off] >> 4) != ver)
+    /* Not IP at all (ARP, a VLAN tag cut short, an unknown ethertype): ver
+     * is 0 then, and a payload starting with a 0 nibble must not pass. */
+    if ((ver != 4 && ver != 6) || len < off + 1 || (d[off] >> 4) != ver)
         return 0;
     const u_char *ip = d + off;
     uint32_t iplen = len - off;

@@ -303,14 +303,18 @@ static void judge(struct logset *ls, const struct rst *r, const struct opts *o,
         if (ev->rst < 0)
             note = "rst is null in the log: a shared socket the shim could not verify";
     }
-    /* 1b. a listener closed with connections queued */
+    /* 1b. a listener closed with connections queued: the one nearest in time */
+    const struct lev *listener = NULL;
     for (size_t i = 0; !ev && i < ls->nl; i++) {
         const struct lev *e = &ls->lst[i];
         if (e->rst == 1 && (e->causes & (1u << CAUSE_PENDING_CONNECTIONS)) &&
-            local_matches(e->local, r->src) && absdiff(e->ts_us, t) <= o->tol_us) {
-            ev = e;
-            v = V_CAUSED;
-        }
+            local_matches(e->local, r->src) && absdiff(e->ts_us, t) <= o->tol_us &&
+            (!listener || absdiff(e->ts_us, t) < absdiff(listener->ts_us, t)))
+            listener = e;
+    }
+    if (!ev && listener) {
+        ev = listener;
+        v = V_CAUSED;
     }
     /* 2. an earlier close of the source socket: the RST answers later data */
     if (!ev) {
@@ -340,12 +344,15 @@ static void judge(struct logset *ls, const struct rst *r, const struct opts *o,
                 (!best || absdiff(e->ts_us, t) < absdiff(best->ts_us, t)))
                 best = e;
         }
+        const struct lev *nearest = NULL;
         for (size_t i = plo; !best && i < phi; i++) {
             const struct lev *e = &ls->ev[i];
             /* the traced side's own events: the one nearest the RST */
-            if (!best || absdiff(e->ts_us, t) < absdiff(best->ts_us, t))
-                best = e;
+            if (!nearest || absdiff(e->ts_us, t) < absdiff(nearest->ts_us, t))
+                nearest = e;
         }
+        if (!best)
+            best = nearest;
         if (best) {
             ev = best;
             v = V_PEER;

@@ -265,6 +265,49 @@ def t_capture_hints():
     return None
 
 
+def t_not_ip_and_nearest():
+    """A frame that is not IP is no RST, whatever its payload looks like; an
+    RST sent by the peer names the traced socket's event nearest in time; of
+    two listener closes, the one nearest the RST."""
+    cap = os.path.join(TMP, "nearest.pcap")
+    srv, cli = "127.0.0.1", "127.0.0.2"
+    ghost = tcp_seg("::1", "::1", 9, 41002, "R", seq=5)
+    ghost = bytes([ghost[0] & 0x0f]) + ghost[1:]  # first nibble 0, under ethertype 0x9999
+    frames = [(T0, b"\0" * 12 + b"\x99\x99" + ghost),
+              (T0 + 4.9, b"\0" * 12 + b"\x08\x00" + tcp_seg(cli, srv, 40000, 8080, "R", seq=7))]
+    t = T0 + 10
+    for port in (40001, 40002):
+        for dt, seg in ((0, tcp_seg(cli, srv, port, 9090, "S", seq=1)),
+                        (0.0001, tcp_seg(srv, cli, 9090, port, "SA", seq=9, ack=2)),
+                        (0.0002, tcp_seg(cli, srv, port, 9090, "A", seq=2, ack=10))):
+            frames.append((t + dt, b"\0" * 12 + b"\x08\x00" + seg))
+    frames.append((t + 1.5, b"\0" * 12 + b"\x08\x00" +
+                   tcp_seg(srv, cli, 9090, 40001, "RA", seq=10, ack=2)))
+    with open(cap, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
+        for ts, frame in frames:
+            sec = int(ts)
+            f.write(struct.pack("<IIII", sec, round((ts - sec) * 1e6), len(frame), len(frame)))
+            f.write(frame)
+    log = os.path.join(TMP, "nearest.jsonl")
+    accept = json.loads(close_line(T0, "%s:8080" % srv, "%s:40000" % cli, [], False))
+    accept.update(event="accept", listen_fd=3)
+    for k in ("via", "role", "unread_bytes", "flags", "rst", "state"):
+        accept.pop(k)
+    with open(log, "w") as f:
+        f.write(json.dumps(accept) + "\n")
+        f.write(close_line(T0 + 5, "%s:8080" % srv, "%s:40000" % cli, [], False) + "\n")
+        for fd, dt in ((3, 0.2), (4, 1.4)):  # both within --tolerance; fd 4 is nearer
+            o = json.loads(close_line(t + dt, "0.0.0.0:9090", None, ["pending_connections"],
+                                      True, unread=None, role="listener", fd=fd))
+            o["pending"] = 2
+            f.write(json.dumps(o) + "\n")
+    p, rsts, tot = explain(cap, log)
+    got = [(r["verdict"], r.get("log", {}).get("event"), r.get("log", {}).get("fd")) for r in rsts]
+    return expect(got, [("sent_by_peer", "close", 5), ("caused_by_close", "close", 4)],
+                  "verdicts (the frame that is not IP must not count)")
+
+
 def t_usage():
     errs = []
     for args, rc in (([], 2), (["only.pcap"], 2), (["--tolerance", "x", "a", "b"], 2),
@@ -578,6 +621,7 @@ CHECKS = [
     ("explain --tolerance", t_tolerance),
     ("explain IPv4-mapped log address, listener with a queue", t_mapped_and_listener),
     ("explain capture hints: closed port, no earlier packets", t_capture_hints),
+    ("explain: not-IP frames ignored; nearest event and listener close", t_not_ip_and_nearest),
     ("explain usage errors", t_usage),
     ("explain wire: tcpdump -i lo, every verdict", t_wire("lo")),
     ("explain wire: AF_PACKET pcap (two copies of each), every verdict", t_wire("af_packet")),
