@@ -13,10 +13,12 @@
  *   answered_after_close  an earlier close of that socket that sent FIN;
  *                     the RST answers what the peer sent afterwards;
  *   sent_by_peer      the RST's destination is a traced socket;
- *   not_explained     no log line names the 4-tuple: the capture itself
- *                     says what it looks like (closed port, ...).
+ *   not_explained     none of the above (a traced process may have owned the
+ *                     4-tuple without a close that fits: its event is shown);
+ *                     the capture itself says what it looks like (closed
+ *                     port, ...).
  *
- * `-i IFACE` does the same live: packets from pcap_open_live, the logs
+ * `-i IFACE` does the same live: packets from pcap_create/pcap_activate, the logs
  * tailed as they grow, each RST decided once its close line had time to
  * arrive.
  *
@@ -52,6 +54,11 @@ static int run_live(const char *iface, double duration, char **logs, int nlogs,
     if (!capture_open_live(&cap, iface))
         return 1;
     long long *offs = calloc((size_t)nlogs + 1, sizeof *offs);
+    if (!offs) {
+        warnx("out of memory");
+        capture_close(&cap);
+        return 1;
+    }
     struct rst *pend = NULL;
     size_t npend = 0, cappend = 0;
     struct sigaction sa = {0};
@@ -80,9 +87,15 @@ static int run_live(const char *iface, double duration, char **logs, int nlogs,
         if (rc == 1 && is_rst) {
             if (npend == cappend) {
                 cappend = cappend ? cappend * 2 : 64;
-                pend = realloc(pend, cappend * sizeof *pend);
-                if (!pend)
+                struct rst *grown = realloc(pend, cappend * sizeof *pend);
+                if (!grown) {
+                    warnx("out of memory");
+                    free(pend);
+                    free(offs);
+                    capture_close(&cap);
                     return 1;
+                }
+                pend = grown;
             }
             pend[npend++] = r;
         }

@@ -170,9 +170,15 @@ int log_read(struct logset *ls, const char *path, long long *off)
     if (!f) {
         if (off && errno == ENOENT)
             return 0; /* live: not written yet */
-        warnx("cannot open %s: %s", path, strerror(errno));
+        /* Live mode asks every 50 ms: say it once (*off = -1 remembers). */
+        if (!off || *off >= 0)
+            warnx("cannot open %s: %s", path, strerror(errno));
+        if (off)
+            *off = -1;
         return -1;
     }
+    if (off && *off < 0)
+        *off = 0; /* readable at last: from its start */
     if (off && fseeko(f, *off, SEEK_SET) != 0) {
         fclose(f);
         return 0;
