@@ -15,6 +15,9 @@ size_t format_address(const struct sockaddr *sa, socklen_t len, char out[FORMAT_
  * arithmetic (no gmtime: no locks, no time zone files, async-signal-safe). */
 #define FORMAT_TIMESTAMP_MAX 32
 size_t format_timestamp(int64_t seconds, long nanoseconds, char out[FORMAT_TIMESTAMP_MAX]);
+/* Rewrites only the microseconds of a timestamp format_timestamp() made:
+ * the rest stays right while the second is the same. */
+void format_timestamp_micros(char ts[FORMAT_TIMESTAMP_MAX], long nanoseconds);
 
 /* "EMFILE" for EMFILE, ...; "E<number>" for the rest, in out. */
 const char *format_errno_name(int err, char out[16]);

@@ -166,6 +166,11 @@ size_t format_timestamp(int64_t seconds, long nanoseconds, char out[FORMAT_TIMES
     return 27;
 }
 
+void format_timestamp_micros(char ts[FORMAT_TIMESTAMP_MAX], long nanoseconds)
+{
+    put_digits(ts + 20, (unsigned long)(nanoseconds / 1000), 6);
+}
+
 const char *format_errno_name(int err, char out[16])
 {
     switch (err) {

@@ -86,14 +86,26 @@ static bool put_escaped(struct json_line *j, const char *s)
     return put_char(j, '"');
 }
 
+/* Two digits at a time: mono_ns and cookies are long numbers. */
 static bool put_unsigned(struct json_line *j, uint64_t value, unsigned min_digits)
 {
+    static const char pairs[] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                                "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                                "8081828384858687888990919293949596979899";
     char digits[24];
     unsigned n = 0;
+    while (value >= 100) {
+        unsigned pair = (unsigned)(value % 100) * 2;
+        value /= 100;
+        digits[sizeof digits - 1 - n++] = pairs[pair + 1];
+        digits[sizeof digits - 1 - n++] = pairs[pair];
+    }
     do {
         digits[sizeof digits - 1 - n++] = (char)('0' + value % 10);
         value /= 10;
-    } while (value || n < min_digits);
+    } while (value);
+    while (n < min_digits)
+        digits[sizeof digits - 1 - n++] = '0';
     return put(j, digits + sizeof digits - n, n);
 }
 

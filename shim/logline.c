@@ -11,6 +11,24 @@
 #include "process.h"
 #include "verdict.h"
 
+/* The calling thread's last timestamp: within the same second only the
+ * microseconds change (a signal handler cannot interrupt this halfway and
+ * use it: the guard passes its calls through). */
+static __thread struct {
+    int64_t second;
+    char text[FORMAT_TIMESTAMP_MAX];
+} last_ts __attribute__((tls_model("initial-exec")));
+
+static const char *timestamp(const struct timespec *now)
+{
+    if (now->tv_sec == last_ts.second && last_ts.text[0])
+        format_timestamp_micros(last_ts.text, now->tv_nsec);
+    else
+        format_timestamp(now->tv_sec, now->tv_nsec, last_ts.text);
+    last_ts.second = now->tv_sec;
+    return last_ts.text;
+}
+
 bool logline_begin(struct logline *line, const char *event, int fd, bool flagged)
 {
     line->active = log_wants(flagged);
@@ -19,11 +37,8 @@ bool logline_begin(struct logline *line, const char *event, int fd, bool flagged
     struct json_line *j = &line->json;
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    char ts[FORMAT_TIMESTAMP_MAX];
-    format_timestamp(now.tv_sec, now.tv_nsec, ts);
-
     json_line_open(j);
-    json_line_string(j, "ts", ts);
+    json_line_string(j, "ts", timestamp(&now));
     uint64_t mono_ns = line->mono_ns = process_monotonic_ns();
     json_line_uint(j, "mono_ns", mono_ns);
     json_line_string(j, "event", event);

@@ -114,6 +114,8 @@ static void timestamps(void)
     CHECK_STR(out, "1970-01-01T00:00:00.000000Z");
     format_timestamp(1795305599, 123456789, out);
     CHECK_STR(out, "2026-11-21T23:59:59.123456Z");
+    format_timestamp_micros(out, 7000); /* the same second, later */
+    CHECK_STR(out, "2026-11-21T23:59:59.000007Z");
     format_timestamp(951782400, 999999999, out); /* a leap day in a century leap year */
     CHECK_STR(out, "2000-02-29T00:00:00.999999Z");
     format_timestamp(4107542399, 0, out);

@@ -30,6 +30,20 @@ static void fields(void)
     CHECK_STR(closed(&j), "{}");
 }
 
+static void numbers(void)
+{
+    struct json_line j;
+    json_line_open(&j);
+    const uint64_t values[] = {0, 9, 10, 99, 100, 101, 1000, 65535, 10108755215699ull,
+                               10000000000000000000ull};
+    for (unsigned i = 0; i < sizeof values / sizeof values[0]; i++)
+        json_line_uint(&j, "n", values[i]);
+    json_line_int(&j, "neg", -100);
+    CHECK_STR(closed(&j), "{\"n\":0,\"n\":9,\"n\":10,\"n\":99,\"n\":100,\"n\":101,\"n\":1000,"
+                          "\"n\":65535,\"n\":10108755215699,\"n\":10000000000000000000,"
+                          "\"neg\":-100}");
+}
+
 static void fixed_point(void)
 {
     struct json_line j;
@@ -101,6 +115,7 @@ static void members(void)
 void test_json_line(void)
 {
     members();
+    numbers();
     fields();
     fixed_point();
     escaping();
