@@ -12,12 +12,12 @@ extern pid_t shim_pid; /* refreshed in a forked child */
 
 /* The calling thread's id, asked of the kernel once per thread. */
 pid_t process_tid(void);
-/* The calling thread's name, printable, as ps and bpftrace show it.  Kept
- * per thread (PR_GET_NAME is a syscall) and asked again after a rename
+/* The calling thread's name, printable, as ps and bpftrace show it, is
+ * kept per thread (PR_GET_NAME is a syscall) and asked again after a rename
  * through prctl(PR_SET_NAME) or pthread_setname_np(), or when a second has
- * passed (a name written to /proc/PID/task/TID/comm by anyone). */
+ * passed (a name written to /proc/PID/task/TID/comm, or set by a raw
+ * syscall). */
 #define PROCESS_COMM_MAX 68
-const char *process_comm(uint64_t now_ns);
 /* "pid":P,"tid":T,"comm":"C" for the calling thread, JSON-encoded once and
  * kept with the name (same refresh rules); *len gets its length. */
 const char *process_identity_members(uint64_t now_ns, unsigned *len);

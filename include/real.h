@@ -55,7 +55,7 @@ struct real_functions {
                         const posix_spawnattr_t *, char *const[], char *const[]);
     void (*_exit)(int);
     void (*_Exit)(int);
-    int (*prctl)(int, unsigned long, unsigned long, unsigned long, unsigned long);
+    int (*prctl)(int, ...);
     int (*pthread_setname_np)(pthread_t, const char *);
 };
 

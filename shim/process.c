@@ -8,7 +8,6 @@
 
 #include "format.h"
 #include "guard.h"
-#include "json_line.h"
 #include "real.h"
 
 SHIM_HIDDEN struct config shim_config;
@@ -40,23 +39,53 @@ static __thread struct {
     char identity[IDENTITY_MAX];
 } comm_cache __attribute__((tls_model("initial-exec")));
 
-/* Encodes the identity members with the line encoder itself, so they are
- * escaped exactly as any other field would be. */
-static void encode_identity(void)
+static size_t put_text(char *at, const char *text)
 {
-    struct json_line j;
-    json_line_open(&j);
-    json_line_int(&j, "pid", shim_pid);
-    json_line_int(&j, "tid", process_tid());
-    json_line_string(&j, "comm", comm_cache.text);
-    unsigned len = j.len - 1; /* without the opening brace */
-    if (j.full || len > sizeof comm_cache.identity)
-        len = 0; /* cannot happen with a 16-byte name; the line then has none */
-    memcpy(comm_cache.identity, j.text + 1, len);
-    comm_cache.identity_len = len;
+    size_t n = strlen(text);
+    memcpy(at, text, n);
+    return n;
 }
 
-const char *process_comm(uint64_t now_ns)
+static size_t put_number(char *at, long value)
+{
+    char digits[24];
+    size_t n = 0;
+    unsigned long magnitude = value < 0 ? 0ul - (unsigned long)value : (unsigned long)value;
+    do {
+        digits[n++] = (char)('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude);
+    size_t at_start = 0;
+    if (value < 0)
+        at[at_start++] = '-';
+    while (n)
+        at[at_start++] = digits[--n];
+    return at_start;
+}
+
+/* Encodes the identity members straight into the cache (no line buffer
+ * on the stack: this runs under a close that may be in a signal handler
+ * on a small alternate stack).  comm_cache.text came from
+ * format_printable(): printable ASCII with no backslash, so '"' is the only
+ * byte JSON needs escaped. */
+static void encode_identity(void)
+{
+    char *out = comm_cache.identity, *at = out;
+    at += put_text(at, "\"pid\":");
+    at += put_number(at, shim_pid);
+    at += put_text(at, ",\"tid\":");
+    at += put_number(at, process_tid());
+    at += put_text(at, ",\"comm\":\"");
+    for (const char *c = comm_cache.text; *c; c++) {
+        if (*c == '"' || *c == '\\')
+            *at++ = '\\';
+        *at++ = *c;
+    }
+    *at++ = '"';
+    comm_cache.identity_len = (unsigned)(at - out);
+}
+
+static const char *process_comm(uint64_t now_ns)
 {
     unsigned generation = __atomic_load_n(&comm_generation, __ATOMIC_ACQUIRE);
     if (comm_cache.read_ns && comm_cache.generation == generation &&

@@ -161,6 +161,21 @@ static long long bytes_written_from(const struct tcp_facts *tcp)
     return (long long)(tcp->bytes_sent - tcp->bytes_retrans) + tcp->notsent_bytes;
 }
 
+static void set_age(struct close_facts *f, const struct socket_record *rec)
+{
+    if (rec->start_ns)
+        f->age_ms = (long long)((process_monotonic_ns() - rec->start_ns) / 1000000);
+}
+
+/* The verdict, with the age read first if it can still matter. */
+static struct close_verdict verdict_with_age(struct close_facts *f,
+                                             const struct socket_record *rec)
+{
+    if (f->age_ms < 0 && f->accepted && f->bytes_read == 0 && f->bytes_written == 0)
+        set_age(f, rec);
+    return verdict_on_close(f);
+}
+
 /* Facts every close knows without asking the kernel. */
 static void facts_from_record(struct close_facts *f, const struct release *r)
 {
@@ -175,12 +190,13 @@ static void facts_from_record(struct close_facts *f, const struct release *r)
     f->tcp_state = -1;
     f->pending = -1;
     /* The age matters only to immediate_close: an accepted connection that
-     * was neither read nor written.  Other closes skip the clock. */
+     * was neither read nor written.  A close the wrappers saw traffic on
+     * reads the clock later, only if TCP_INFO then says no byte was read
+     * or written (MSG_PEEK returns bytes but reads none): with_age(). */
     uint32_t seen = __atomic_load_n(&rec->seen, __ATOMIC_RELAXED);
-    bool may_be_immediate = f->accepted && !(seen & (SEEN_READ | SEEN_WROTE));
-    f->age_ms = rec->start_ns && may_be_immediate
-                    ? (long long)((process_monotonic_ns() - rec->start_ns) / 1000000)
-                    : -1;
+    f->age_ms = -1;
+    if (f->accepted && !(seen & (SEEN_READ | SEEN_WROTE)))
+        set_age(f, rec);
     f->immediate_ms = shim_config.immediate_ms;
     f->bytes_read = -1;
     f->bytes_written = -1;
@@ -274,7 +290,7 @@ static void prepare_verification(struct release *r, uint32_t seen)
         apply_tcp_info(&r->facts, &r->tcp, seen);
         apply_tcp_info(&alone, &r->tcp, seen);
     }
-    r->if_last = verdict_on_close(&alone);
+    r->if_last = verdict_with_age(&alone, r->rec);
     if (!r->rec->cookie)
         r->rec->cookie = probe_cookie(r->fd);
     if (!r->rec->local_len)
@@ -401,10 +417,10 @@ bool release_begin(struct release *r, int fd, const char *via)
     }
     if (r->stale)
         return true;
-    r->verdict = verdict_on_close(f);
+    r->verdict = verdict_with_age(f, rec);
     if (shim_config.fix_drain && (r->verdict.flags & FLAG_UNREAD_DATA)) {
         apply_drain_fix(r, seen);
-        r->verdict = verdict_on_close(f);
+        r->verdict = verdict_with_age(f, rec);
     }
     /* A line that will be written carries the state and byte counts too. */
     if (!r->have_tcp && log_wants(r->verdict.flags != 0)) {
@@ -413,7 +429,7 @@ bool release_begin(struct release *r, int fd, const char *via)
             return (r->stale = true); /* not a TCP socket any more: closed behind our back */
         if (r->have_tcp) {
             apply_tcp_info(f, &r->tcp, seen);
-            r->verdict = verdict_on_close(f);
+            r->verdict = verdict_with_age(f, rec);
         }
     }
     if (f->shared_with_process && r->last && r->verdict.rst == RST_UNKNOWN)

@@ -1408,6 +1408,9 @@ static void *rename_thread(void *arg)
     (void)arg;
     prctl(PR_SET_NAME, "second", 0, 0, 0);
     mode_work(1, 0, 0);                /* comm "second" */
+    if (prctl(PR_SET_NAME, "third", 0, 0, 0) != 0) /* after a line: the cache must go */
+        die("PR_SET_NAME");
+    mode_work(1, 0, 0);                /* comm "third" */
     pthread_barrier_wait(&rename_step); /* the main thread renames us */
     pthread_barrier_wait(&rename_step);
     mode_work(1, 0, 0);                /* comm "second-np" */

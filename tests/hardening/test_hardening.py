@@ -579,12 +579,13 @@ def test_thread_names(tmp):
             p.returncode == 0 and bare.returncode == 0 and p.stdout == bare.stdout
             and b"prctl bad option: -1 Invalid argument" in p.stdout
             and b"prctl get name: 0 by-proc" in p.stdout, f"bare {bare}\nshimmed {p}")
-    R.check("thread names: comm follows pthread_setname_np on the thread itself and on "
-            "another thread, and a name written to /proc/self/task/TID/comm (within 1 s)",
+    R.check("thread names: comm follows prctl(PR_SET_NAME) after a line, pthread_setname_np "
+            "on the thread itself and on another thread, and a name written to "
+            "/proc/self/task/TID/comm (within 1 s)",
             not problems and main == ["host", "main-np", "by-proc"]
-            and other == ["second", "second-np"],
+            and other == ["second", "third", "second-np"],
             f"main thread's accept lines say {main}, want ['host', 'main-np', 'by-proc']; "
-            f"the second thread's {other}, want ['second', 'second-np']")
+            f"the second thread's {other}, want ['second', 'third', 'second-np']")
 
 
 # ------------------------------------------------ where LD_PRELOAD cannot help

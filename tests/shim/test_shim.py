@@ -286,6 +286,37 @@ def test_queue_pressure(tmp):
           and lines[0]["local"] == f"127.0.0.1:{ports[0].decode()}", f"{p.stderr[-300:]} {lines}")
 
 
+PEEK_HOST = r"""
+import socket, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(4)
+c = socket.create_connection(s.getsockname())
+c.send(b"GET / HTTP/1.0\r\n\r\n")
+a, _ = s.accept()
+time.sleep(0.05)
+print(len(a.recv(4, socket.MSG_PEEK)))   # sniff the protocol: bytes returned, none read
+a.close()                                # at once: unread data, an immediate close
+c.close()
+s.close()
+"""
+
+
+def test_peek_then_close(tmp):
+    """A receive with MSG_PEEK returns bytes but reads none: the close right
+    after it is still an immediate_close (and unread_data), in both modes."""
+    for events in ("flagged", "all"):
+        log = os.path.join(tmp, f"peek-{events}.jsonl")
+        p = run([sys.executable, "-c", PEEK_HOST], env={"RSTSHIM_LOG": log,
+                                                         "RSTSHIM_EVENTS": events})
+        accepted = [l for l in closes(read_lines(log)) if l.get("role") == "accepted"]
+        check(f"a close right after recv(MSG_PEEK) ({events}): unread_data and immediate_close",
+              p.returncode == 0 and p.stdout.strip() == b"4" and len(accepted) == 1
+              and accepted[0]["flags"] == ["unread_data", "immediate_close"]
+              and accepted[0]["rst"] is True,
+              f"{p.stdout!r} {p.stderr[-300:]!r} {accepted}")
+
+
 OVERFLOW_HOST = r"""
 import socket, time
 s = socket.socket()
