@@ -36,6 +36,7 @@ struct close_facts {
     long long immediate_ms;   /* RSTSHIM_IMMEDIATE_MS */
     long long bytes_read;     /* by the application; < 0 when unknown */
     long long bytes_written;  /* < 0 when unknown */
+    long long notsent_bytes;  /* queued, not yet sent (a FIN counts one); < 0 when unknown */
     bool recv_timed_out;
 };
 
@@ -45,6 +46,18 @@ struct close_verdict {
 };
 
 struct close_verdict verdict_on_close(const struct close_facts *facts);
+
+/* A socket another process may hold, settled after the close by the
+ * kernel: if_last is what this close does should it be the last release. */
+enum release_outcome {
+    RELEASE_UNKNOWN, /* the kernel could not be asked: stays shared, rst null */
+    RELEASE_HELD,    /* another process still holds it: nothing sent */
+    RELEASE_RESET,   /* released and gone at once: if_last happened */
+    RELEASE_ORPHAN,  /* released, closing gracefully: a FIN, whatever if_last said */
+};
+struct close_verdict verdict_after_release(struct close_verdict shared,
+                                           struct close_verdict if_last,
+                                           enum release_outcome outcome);
 
 /* Whether the verdict needs TCP_INFO (state, bytes) beyond SIOCINQ and
  * SO_LINGER: only when a cause may fire, so clean closes stay cheap. */

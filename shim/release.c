@@ -200,6 +200,7 @@ static void facts_from_record(struct close_facts *f, const struct release *r)
     f->immediate_ms = shim_config.immediate_ms;
     f->bytes_read = -1;
     f->bytes_written = -1;
+    f->notsent_bytes = -1;
     f->recv_timed_out = seen & SEEN_RECV_TIMEOUT;
 }
 
@@ -261,6 +262,7 @@ static void apply_tcp_info(struct close_facts *f, const struct tcp_facts *tcp, u
     f->tcp_state = tcp->state;
     f->bytes_read = bytes_read_from(tcp, f->unread_bytes, seen);
     f->bytes_written = bytes_written_from(tcp);
+    f->notsent_bytes = tcp->notsent_bytes;
 }
 
 /* A listener: its queue decides.  False when fd is no longer a TCP socket. */
@@ -302,17 +304,14 @@ static void prepare_verification(struct release *r, uint32_t seen)
 static void finish_verification(struct release *r)
 {
     enum verify_answer answer = verify_socket(&r->rec->local, &r->rec->peer, r->rec->cookie);
-    if (answer == VERIFY_ERROR)
-        return; /* stays shared, rst null, verified false */
-    r->verified = true;
-    if (answer == VERIFY_HELD) {
-        r->verdict.rst = RST_NO; /* the other process still holds it */
-        return;
-    }
     /* Released: gone at once after an RST (or already dead), an orphan
-     * closing gracefully after a FIN. */
-    r->verdict.flags = r->if_last.flags;
-    r->verdict.rst = answer == VERIFY_GONE ? r->if_last.rst : RST_NO;
+     * closing gracefully after a FIN; held: another process keeps it. */
+    enum release_outcome outcome = answer == VERIFY_HELD   ? RELEASE_HELD
+                                   : answer == VERIFY_GONE ? RELEASE_RESET
+                                   : answer == VERIFY_ORPHAN ? RELEASE_ORPHAN
+                                                             : RELEASE_UNKNOWN;
+    r->verified = outcome != RELEASE_UNKNOWN; /* unknown: stays shared, rst null */
+    r->verdict = verdict_after_release(r->verdict, r->if_last, outcome);
 }
 
 /* SO_LINGER as the kernel has it; a failure with ENOTSOCK or EBADF means

@@ -22,11 +22,18 @@ const char *verdict_flag_name(unsigned bit_index)
     return bit_index < FLAG_COUNT ? flag_names[bit_index] : NULL;
 }
 
+/* The RST causes: a close that sends no RST must not name one (SPEC). */
+#define RST_CAUSES (FLAG_UNREAD_DATA | FLAG_LINGER_ZERO | FLAG_PENDING_CONNECTIONS)
+
 static bool state_unknown(int state) { return state < 0; }
 
-/* tcp_disconnect() sends RST from these states (tcp_need_reset()). */
-static bool linger_zero_resets(int state)
+/* tcp_disconnect() sends RST from these states (tcp_need_reset()), and
+ * from CLOSING and LAST_ACK while something (data, or the FIN itself) is
+ * still queued unsent (snd_nxt != write_seq). */
+static bool linger_zero_resets(int state, long long notsent)
 {
+    if ((state == TCP_CLOSING || state == TCP_LAST_ACK) && notsent > 0)
+        return true;
     return state_unknown(state) || state == TCP_ESTABLISHED || state == TCP_CLOSE_WAIT ||
            state == TCP_FIN_WAIT1 || state == TCP_FIN_WAIT2 || state == TCP_SYN_RECV;
 }
@@ -82,16 +89,37 @@ struct close_verdict verdict_on_close(const struct close_facts *f)
     } else {
         if (f->unread_bytes > 0 && unread_resets(f->tcp_state))
             v.flags |= FLAG_UNREAD_DATA;
-        if (is_linger_zero(f) && linger_zero_resets(f->tcp_state))
+        if (is_linger_zero(f) && linger_zero_resets(f->tcp_state, f->notsent_bytes))
             v.flags |= FLAG_LINGER_ZERO;
         if (is_immediate(f))
             v.flags |= FLAG_IMMEDIATE_CLOSE;
         if (f->recv_timed_out && f->tcp_state != TCP_CLOSE)
             v.flags |= FLAG_RECV_TIMEOUT;
     }
-    if (v.flags & (FLAG_UNREAD_DATA | FLAG_LINGER_ZERO | FLAG_PENDING_CONNECTIONS))
+    if (v.flags & RST_CAUSES)
         v.rst = RST_YES;
     return v;
+}
+
+struct close_verdict verdict_after_release(struct close_verdict shared,
+                                           struct close_verdict if_last,
+                                           enum release_outcome outcome)
+{
+    switch (outcome) {
+    case RELEASE_HELD:
+        shared.rst = RST_NO;
+        return shared;
+    case RELEASE_RESET:
+        return if_last;
+    case RELEASE_ORPHAN:
+        /* It went out with a FIN: whatever would have reset it was gone
+         * by then (the other process read the data, say). */
+        if_last.flags &= ~RST_CAUSES;
+        if_last.rst = RST_NO;
+        return if_last;
+    default:
+        return shared;
+    }
 }
 
 bool verdict_needs_tcp_info(const struct close_facts *f, bool app_read_or_wrote)

@@ -76,6 +76,10 @@ static inline void after_transfer(int fd, struct traffic t, ssize_t n, size_t wa
 {
     if (SHIM_LIKELY(!t.rec))
         return;
+    /* The error queue (timestamps, zerocopy notices) is not the data: an
+     * empty one answers EAGAIN at once even on a blocking socket. */
+    if (SHIM_UNLIKELY(receiving && (msg_flags & MSG_ERRQUEUE)))
+        return;
     if (__atomic_load_n(&t.rec->generation, __ATOMIC_ACQUIRE) != t.generation)
         return; /* closed and reused meanwhile: these bytes were another socket's */
     if (n > 0) {

@@ -317,6 +317,40 @@ def test_peek_then_close(tmp):
               f"{p.stdout!r} {p.stderr[-300:]!r} {accepted}")
 
 
+ERRQUEUE_HOST = r"""
+import socket, struct
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(4)
+c = socket.create_connection(s.getsockname())
+a, _ = s.accept()
+a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 200000))
+try:
+    a.recvmsg(64, 64, socket.MSG_ERRQUEUE)   # empty error queue: EAGAIN at once
+except BlockingIOError:
+    print("EAGAIN")
+c.send(b"ping")
+print(a.recv(4).decode())
+a.send(b"pong")
+print(c.recv(4).decode())
+a.close()
+c.close()
+s.close()
+"""
+
+
+def test_errqueue_is_no_timeout(tmp):
+    """recvmsg(MSG_ERRQUEUE) on a blocking socket with SO_RCVTIMEO answers
+    EAGAIN at once when the error queue is empty: not a receive timeout."""
+    log = os.path.join(tmp, "errqueue.jsonl")
+    p = run([sys.executable, "-c", ERRQUEUE_HOST], env={"RSTSHIM_LOG": log})
+    accepted = [l for l in closes(read_lines(log)) if l.get("role") == "accepted"]
+    check("recvmsg(MSG_ERRQUEUE) that finds nothing is not a recv_timeout",
+          p.returncode == 0 and p.stdout.split() == [b"EAGAIN", b"ping", b"pong"]
+          and len(accepted) == 1 and accepted[0]["flags"] == [] and accepted[0]["rst"] is False,
+          f"{p.stdout!r} {p.stderr[-300:]!r} {accepted}")
+
+
 OVERFLOW_HOST = r"""
 import socket, time
 s = socket.socket()

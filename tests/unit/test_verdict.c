@@ -17,6 +17,7 @@ static struct close_facts connection(void)
     f.immediate_ms = 100;
     f.bytes_read = 10;
     f.bytes_written = 10;
+    f.notsent_bytes = 0;
     return f;
 }
 
@@ -64,6 +65,21 @@ static void linger_zero(void)
     CHECK(verdict_on_close(&f).flags == 0);
     f.tcp_state = TCP_SYN_SENT; /* a connect still in progress is not reset */
     CHECK(verdict_on_close(&f).rst == RST_NO);
+    /* CLOSING and LAST_ACK: an RST only while something (data, the FIN) is
+     * still unsent (tcp_disconnect: snd_nxt != write_seq). */
+    f.tcp_state = TCP_LAST_ACK;
+    CHECK(verdict_on_close(&f).rst == RST_NO);
+    f.notsent_bytes = 1;
+    v = verdict_on_close(&f);
+    CHECK(v.flags == FLAG_LINGER_ZERO && v.rst == RST_YES);
+    f.tcp_state = TCP_CLOSING;
+    CHECK(verdict_on_close(&f).rst == RST_YES);
+    f.notsent_bytes = 0;
+    CHECK(verdict_on_close(&f).flags == 0);
+    f.notsent_bytes = -1; /* unknown: as the kernel does without unsent data */
+    CHECK(verdict_on_close(&f).rst == RST_NO);
+    f.tcp_state = TCP_FIN_WAIT1; /* after SHUT_WR, FIN not yet acked */
+    CHECK(verdict_on_close(&f).rst == RST_YES);
     /* A positive linger is graceful. */
     f = connection();
     f.linger_onoff = 1;
@@ -156,6 +172,22 @@ static void shared(void)
     CHECK(v.rst == RST_NO);
 }
 
+/* A shared socket's close, settled by the kernel afterwards. */
+static void after_release(void)
+{
+    struct close_verdict shared = {FLAG_SHARED, RST_UNKNOWN};
+    struct close_verdict if_last = {FLAG_UNREAD_DATA | FLAG_IMMEDIATE_CLOSE, RST_YES};
+    struct close_verdict v = verdict_after_release(shared, if_last, RELEASE_HELD);
+    CHECK(v.flags == FLAG_SHARED && v.rst == RST_NO);
+    v = verdict_after_release(shared, if_last, RELEASE_RESET);
+    CHECK(v.flags == (FLAG_UNREAD_DATA | FLAG_IMMEDIATE_CLOSE) && v.rst == RST_YES);
+    /* A FIN went out: no RST cause may be named (the data was read elsewhere). */
+    v = verdict_after_release(shared, if_last, RELEASE_ORPHAN);
+    CHECK(v.flags == FLAG_IMMEDIATE_CLOSE && v.rst == RST_NO);
+    v = verdict_after_release(shared, if_last, RELEASE_UNKNOWN);
+    CHECK(v.flags == FLAG_SHARED && v.rst == RST_UNKNOWN);
+}
+
 static void tcp_info_only_when_needed(void)
 {
     struct close_facts f = connection();
@@ -190,6 +222,7 @@ void test_verdict(void)
     recv_timeout();
     listener();
     shared();
+    after_release();
     tcp_info_only_when_needed();
     names();
 }
