@@ -384,8 +384,12 @@ static void apply_drain_fix(struct release *r, uint32_t seen)
     struct close_facts *f = &r->facts;
     r->drained = drain_unread(r->fd, f->unread_bytes);
     f->unread_bytes = probe_unread(r->fd);
-    if (r->have_tcp)
+    if (r->have_tcp) {
         apply_tcp_info(f, &r->tcp, seen);
+        /* What the shim drained was not read by the application: a close
+         * that read nothing is still an immediate_close. */
+        f->bytes_read = f->bytes_read > r->drained ? f->bytes_read - r->drained : 0;
+    }
 }
 
 bool release_begin(struct release *r, int fd, const char *via)

@@ -301,6 +301,16 @@ static void serve_close(int cfd)
     xclose(cfd);
 }
 
+/* sniff: wait until the client's whole request is queued, read none of it,
+ * close at once: unread_data and immediate_close, an RST inside close().
+ * (Under RSTSHIM_FIX=drain the shim reads it away first: a FIN, and the
+ * close is still an immediate_close: the application read nothing.) */
+static void serve_sniff(int cfd)
+{
+    wait_unread(cfd, HEAD_LEN + REST_LEN);
+    xclose(cfd);
+}
+
 /* linger0: read the whole request, set SO_LINGER {1,0}, reply, close: an
  * abortive close, RST instead of FIN even with nothing unread. */
 static void serve_linger0(int cfd)
@@ -784,6 +794,7 @@ static const struct mode modes[] = {
     ONE("ipv6", serve_close, AF_INET6, 1),
     ONE("linger0", serve_linger0, AF_INET, 0),
     ONE("immediate", serve_close, AF_INET, 0),
+    ONE("sniff", serve_sniff, AF_INET, 0),
     ONE("rcvtimeo", serve_rcvtimeo, AF_INET, 0),
     ONE("dup", serve_dup, AF_INET, 0),
     ONE("shutdown", serve_shutdown, AF_INET, 1),

@@ -200,6 +200,38 @@ def s_fix_drain(ctx):
 
 
 @scenario
+def s_sniff(ctx):
+    """The server lets the whole request queue up, reads none of it and
+    closes at once: unread_data and immediate_close together, an RST."""
+    srv = ctx.server("sniff")
+    c = unread_client(ctx, srv)
+    ctx.finish_server(srv)
+    ctx.expect_close("accepted", srv.addr, c.addr, flags=["unread_data", "immediate_close"],
+                     rst=True, unread=HEAD_LEN + REST_LEN, pid=srv.pid)
+    ctx.expect_listener(srv)
+
+
+@scenario
+def s_fix_drain_immediate(ctx):
+    """RSTSHIM_FIX=drain on the sniff server: the shim reads the request away,
+    the client gets a FIN, and the close is still an immediate_close (the
+    bytes the shim drained were not read by the application)."""
+    if not ctx.shim:
+        return "SKIP", "a fix of the shim's: without it this close is an RST (see sniff)"
+    ctx.extra_env["RSTSHIM_FIX"] = "drain"
+    srv = ctx.server("sniff")
+    c = ctx.connect(srv)
+    c.sendall(UNREAD)
+    expect_fin(ctx, c)
+    ctx.finish_server(srv)
+    ctx.expect_close("accepted", srv.addr, c.addr, flags=["immediate_close"], rst=False,
+                     unread=0, pid=srv.pid)
+    ctx.expect_listener(srv)
+    ctx.extra_checks.append(fix_line_check("close", {"fix": "drain",
+                                                     "drained_bytes": HEAD_LEN + REST_LEN}))
+
+
+@scenario
 def s_fix_linger(ctx):
     """RSTSHIM_FIX=linger: SO_LINGER {1,0} never reaches the kernel, so the
     reply is followed by a FIN, not an RST; the setsockopt line says so."""
