@@ -95,6 +95,9 @@ void event_rcvtimeo(int fd, struct socket_record *rec, long long timeout_ms);
 void event_linger_ignored(int fd, struct socket_record *rec);
 void event_peer_reset(int fd, struct socket_record *rec, int err, const char *call);
 void event_accept_error(int listen_fd, struct socket_record *listener, int err);
+/* shutdown(SHUT_RD or SHUT_RDWR) on a listener: the kernel resets the
+ * `pending` completed connections still queued, there and then. */
+void event_listener_shutdown(int fd, struct socket_record *listener, int how, long long pending);
 /* Writes the accept errors the rate limit held back, if any (at release). */
 void event_accept_error_flush(int listen_fd, struct socket_record *listener);
 void event_config_error(const char *variable, const char *value, const char *message);

@@ -29,6 +29,7 @@ struct real_functions {
     int (*fcntl)(int, int, ...);
     int (*fcntl64)(int, int, ...);
     int (*setsockopt)(int, int, int, const void *, socklen_t);
+    int (*shutdown)(int, int);
     ssize_t (*recv)(int, void *, size_t, int);
     ssize_t (*recvfrom)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
     ssize_t (*recvmsg)(int, struct msghdr *, int);

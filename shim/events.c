@@ -240,6 +240,26 @@ void event_queue_sample(int listen_fd, struct socket_record *listener, uint64_t 
     logline_end(&line);
 }
 
+void event_listener_shutdown(int fd, struct socket_record *listener, int how, long long pending)
+{
+    unsigned flags = pending > 0 ? FLAG_PENDING_CONNECTIONS : 0;
+    struct logline line;
+    if (!logline_begin(&line, "shutdown", fd, flags != 0))
+        return;
+    logline_string(&line, "how", how == SHUT_RD ? "SHUT_RD" : "SHUT_RDWR");
+    logline_string(&line, "role", "listener");
+    socket_fields(&line, fd, listener, false);
+    logline_int(&line, "pending", pending);
+    logline_flags(&line, "flags", flags);
+    logline_bool(&line, "rst", flags != 0);
+    if (flags && shim_config.stack) {
+        struct stack stack;
+        stack_capture(&stack);
+        logline_stack(&line, "stack", &stack);
+    }
+    logline_end(&line);
+}
+
 void event_config_error(const char *variable, const char *value, const char *message)
 {
     struct logline line;

@@ -32,7 +32,7 @@ static const struct {
     REAL_ENTRY(socket), REAL_ENTRY(connect), REAL_ENTRY(listen), REAL_ENTRY(accept),
     REAL_ENTRY(accept4), REAL_ENTRY(close), REAL_ENTRY(close_range), REAL_ENTRY(closefrom),
     REAL_ENTRY(dup), REAL_ENTRY(dup2), REAL_ENTRY(dup3), REAL_ENTRY(fcntl), REAL_ENTRY(fcntl64),
-    REAL_ENTRY(setsockopt), REAL_ENTRY(recv), REAL_ENTRY(recvfrom), REAL_ENTRY(recvmsg),
+    REAL_ENTRY(setsockopt), REAL_ENTRY(shutdown), REAL_ENTRY(recv), REAL_ENTRY(recvfrom), REAL_ENTRY(recvmsg),
     REAL_ENTRY(read), REAL_ENTRY(readv), REAL_ENTRY(__recv_chk), REAL_ENTRY(__recvfrom_chk),
     REAL_ENTRY(__read_chk), REAL_ENTRY(send), REAL_ENTRY(sendto), REAL_ENTRY(sendmsg),
     REAL_ENTRY(write), REAL_ENTRY(writev), REAL_ENTRY(fclose), REAL_ENTRY(fork),

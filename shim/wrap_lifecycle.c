@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <linux/close_range.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdio_ext.h>
@@ -17,6 +18,7 @@
 #include "guard.h"
 #include "lifecycle.h"
 #include "netstat.h"
+#include "probe.h"
 #include "process.h"
 #include "real.h"
 
@@ -79,6 +81,31 @@ SHIM_EXPORT int listen(int fd, int backlog)
         record_learn_addresses(fd, rec, false);
         event_listen(fd, rec, backlog);
     }
+    guard_leave();
+    errno = saved;
+    return ret;
+}
+
+/* shutdown(SHUT_RD or SHUT_RDWR) of a listener is, on the wire, its close:
+ * the kernel resets every completed connection still queued (threaded
+ * servers do it to wake the threads blocked in accept()).  The queue is
+ * read before the call; the later close finds it empty.  Connections are
+ * not logged here: their shutdown sends a FIN, never an RST. */
+SHIM_EXPORT int shutdown(int fd, int how)
+{
+    struct socket_record *rec = fdtab_get(fd);
+    if (!rec || how == SHUT_WR || !guard_enter())
+        return REAL(shutdown)(fd, how);
+    struct tcp_facts tcp;
+    bool listening = rec->role == ROLE_LISTENER && probe_tcp_info(fd, &tcp) &&
+                     tcp.state == TCP_LISTEN;
+    guard_leave();
+    int ret = REAL(shutdown)(fd, how);
+    if (ret != 0 || !listening)
+        return ret;
+    int saved = errno;
+    guard_reenter();
+    event_listener_shutdown(fd, rec, how, tcp.unacked);
     guard_leave();
     errno = saved;
     return ret;

@@ -113,7 +113,8 @@ static void log_add_line(struct logset *ls, const char *line, const char *file)
     memset(&e, 0, sizeof e);
     if (!ev || !parse_ts(jstr(o, "ts"), &e.ts_us))
         goto out;
-    if (!strcmp(ev, "close"))
+    /* A listener's shutdown(SHUT_RD) resets its queue as its close would. */
+    if (!strcmp(ev, "close") || !strcmp(ev, "shutdown"))
         e.kind = LK_CLOSE;
     else if (!strcmp(ev, "peer_reset"))
         e.kind = LK_PEER_RESET;
@@ -132,7 +133,9 @@ static void log_add_line(struct logset *ls, const char *line, const char *file)
     e.pending = jint(o, "pending");
     e.cookie = jint(o, "cookie");
     snprintf(e.comm, sizeof e.comm, "%s", jstr(o, "comm") ? jstr(o, "comm") : "?");
-    snprintf(e.via, sizeof e.via, "%s", jstr(o, "via") ? jstr(o, "via") : "");
+    snprintf(e.via, sizeof e.via, "%s", jstr(o, "via")              ? jstr(o, "via")
+                                         : !strcmp(ev, "shutdown") ? "shutdown"
+                                                                   : "");
     snprintf(e.role, sizeof e.role, "%s", jstr(o, "role") ? jstr(o, "role") : "");
     snprintf(e.state, sizeof e.state, "%s", jstr(o, "state") ? jstr(o, "state") : "");
     snprintf(e.errname, sizeof e.errname, "%s", jstr(o, "errno") ? jstr(o, "errno") : "");

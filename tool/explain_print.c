@@ -4,6 +4,7 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "explain_int.h"
@@ -32,6 +33,12 @@ void fmt_ms(int64_t us, char *out, size_t len)
 }
 
 /* One line describing a log event, for the text output. */
+/* The event as the log named it: a listener's shutdown is read as a close. */
+static const char *event_name_of(const struct lev *e)
+{
+    return e->kind == LK_CLOSE && !strcmp(e->via, "shutdown") ? "shutdown" : lkind_name[e->kind];
+}
+
 static void describe_ev(const struct lev *e, int64_t rst_us, char *out, size_t len)
 {
     char when[40], d[32];
@@ -39,7 +46,7 @@ static void describe_ev(const struct lev *e, int64_t rst_us, char *out, size_t l
     int64_t dt = rst_us - e->ts_us;
     fmt_ms(dt < 0 ? -dt : dt, d, sizeof d);
     int n = snprintf(out, len, "pid %lld (%s) fd %lld: %s%s", e->pid, e->comm, e->fd,
-                     lkind_name[e->kind], e->kind == LK_CLOSE ? "()" : "");
+                     event_name_of(e), e->kind == LK_CLOSE ? "()" : "");
     if (n < 0 || (size_t)n >= len)
         return;
     if (e->kind == LK_CLOSE)
@@ -58,7 +65,7 @@ static json_t *ev_json(const struct lev *e, int64_t rst_us)
     char when[40];
     fmt_ts(e->ts_us, when, sizeof when);
     json_t *o = json_pack("{s:s, s:s, s:I, s:s, s:I, s:s, s:s, s:f}", "event",
-                          lkind_name[e->kind], "ts", when, "pid", (json_int_t)e->pid, "comm",
+                          event_name_of(e), "ts", when, "pid", (json_int_t)e->pid, "comm",
                           e->comm, "fd", (json_int_t)e->fd, "local", e->local, "peer",
                           e->peer[0] ? e->peer : "", "before_rst_ms",
                           (double)(rst_us - e->ts_us) / 1000.0);

@@ -19,7 +19,7 @@ const char *const cause_name[NCAUSE] = {
     "recv_timeout", "pending_connections", "shared",
 };
 const char *const event_name[NEVENT] = {
-    "listen", "accept", "connect", "setsockopt", "close", "peer_reset",
+    "listen", "accept", "connect", "setsockopt", "close", "shutdown", "peer_reset",
     "accept_error", "config_error", "exec_failed", "other",
 };
 const char *const role_name[NROLE] = {"accepted", "connected", "listener", "other"};
@@ -306,15 +306,11 @@ static void count_offender(struct report *r, json_t *o, uint32_t mask, bool rst,
     entry_times(e, ts);
 }
 
-static void on_close(struct report *r, json_t *o, long long pid, long long fd, const char *ts)
+/* What a release did to the wire: a close, or a listener's shutdown(SHUT_RD)
+ * that reset its queue.  Returns whether it sent RSTs. */
+static bool count_release(struct report *r, json_t *o, int role, long long pid, long long fd,
+                          const char *ts)
 {
-    r->closes++;
-    const char *rs = get_str(o, "role");
-    int role = rs ? lookup(role_name, ROLE_OTHER, rs) : -1;
-    if (role < 0)
-        role = ROLE_OTHER;
-    r->by_role[role]++;
-
     json_t *flags = json_object_get(o, "flags");
     uint32_t mask = json_is_array(flags) ? close_flags(r, flags) : 0;
     json_t *rstv = json_object_get(o, "rst");
@@ -336,6 +332,18 @@ static void on_close(struct report *r, json_t *o, long long pid, long long fd, c
     if (mask & RST_CAUSE_MASK)
         count_offender(r, o, mask & RST_CAUSE_MASK, rst, pid, fd, ts);
     count_stack(r, o, mask, pid, ts);
+    return rst;
+}
+
+static void on_close(struct report *r, json_t *o, long long pid, long long fd, const char *ts)
+{
+    r->closes++;
+    const char *rs = get_str(o, "role");
+    int role = rs ? lookup(role_name, ROLE_OTHER, rs) : -1;
+    if (role < 0)
+        role = ROLE_OTHER;
+    r->by_role[role]++;
+    count_release(r, o, role, pid, fd, ts);
 
     json_t *d = json_object_get(o, "duration_ms");
     if (json_is_number(d) && role != ROLE_LISTENER)
@@ -433,6 +441,7 @@ static void dispatch_event(struct report *r, json_t *o)
     count_tag(r, o, kind, ts);
     switch (kind) {
     case EV_CLOSE: on_close(r, o, pid, fd, ts); break;
+    case EV_SHUTDOWN: count_release(r, o, ROLE_LISTENER, pid, fd, ts); break;
     case EV_SETSOCKOPT: on_setsockopt(r, o, pid, ts); break;
     case EV_PEER_RESET: {
         const char *err = get_str(o, "errno");

@@ -25,7 +25,7 @@ extern const char *const cause_name[NCAUSE];
 extern const char *const cause_hint[NCAUSE];
 
 enum event_kind {
-    EV_LISTEN, EV_ACCEPT, EV_CONNECT, EV_SETSOCKOPT, EV_CLOSE, EV_PEER_RESET,
+    EV_LISTEN, EV_ACCEPT, EV_CONNECT, EV_SETSOCKOPT, EV_CLOSE, EV_SHUTDOWN, EV_PEER_RESET,
     EV_ACCEPT_ERROR, EV_CONFIG_ERROR, EV_EXEC_FAILED, EV_OTHER, NEVENT
 };
 extern const char *const event_name[NEVENT];

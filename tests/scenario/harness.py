@@ -453,6 +453,7 @@ def validate_line(o):
         "close": ("via", "role", "local", "peer", "unread_bytes", "flags", "rst"),
         "peer_reset": ("local", "peer"),
         "accept_error": ("listen_fd", "errno"),
+        "shutdown": ("how", "role", "local", "pending", "flags", "rst"),
         "config_error": (),
         "exec_failed": (),
     }.get(ev)
@@ -497,13 +498,14 @@ class Close:
     """One expected close line.  rst may be a tuple of allowed values."""
 
     def __init__(self, role, local, peer, via="close", flags=(), rst=False,
-                 unread=0, pending=None, pid=None, not_pid=None):
+                 unread=0, pending=None, pid=None, not_pid=None, event="close"):
+        self.event = event  # "shutdown": a listener's shutdown(SHUT_RD), no via
         self.role, self.local, self.peer = role, local, peer
         self.via, self.flags, self.rst = via, sorted(flags), rst
         self.unread, self.pending, self.pid, self.not_pid = unread, pending, pid, not_pid
 
     def key(self):
-        return (self.role, self.local, self.peer)
+        return (self.event, self.role, self.local, self.peer)
 
     def rst_allowed(self):
         return self.rst if isinstance(self.rst, tuple) else (self.rst,)
@@ -512,13 +514,13 @@ class Close:
         return True in self.rst_allowed()
 
     def describe(self):
-        return "%s close %s->%s via %s flags %s rst %s" % (
-            self.role, self.local, self.peer, self.via, self.flags,
+        return "%s %s %s->%s via %s flags %s rst %s" % (
+            self.role, self.event, self.local, self.peer, self.via, self.flags,
             "/".join(json.dumps(r) for r in self.rst_allowed()))
 
     def compare(self, o):
         bad = []
-        if o.get("via") != self.via:
+        if o.get("via") != self.via and self.event == "close":
             bad.append("via %r, expected %r" % (o.get("via"), self.via))
         fl = o.get("flags")
         if not isinstance(fl, list) or sorted(fl) != self.flags:
@@ -539,7 +541,12 @@ class Close:
 
 def close_key(o):
     peer = o.get("peer") if o.get("role") != "listener" else None
-    return (o.get("role"), o.get("local"), peer)
+    return (o.get("event"), o.get("role"), o.get("local"), peer)
+
+
+# Lines that release a socket or reset connections: a close, or a listener's
+# shutdown(SHUT_RD), which resets its queue as a close would.
+RELEASES = ("close", "shutdown")
 
 
 def match_closes(lines, expected):
@@ -548,7 +555,7 @@ def match_closes(lines, expected):
     problems = []
     got = {}
     for o in lines:
-        if o.get("event") == "close":
+        if o.get("event") in RELEASES:
             got.setdefault(close_key(o), []).append(o)
     want = {}
     for e in expected:
@@ -759,6 +766,10 @@ class Ctx:
     def expect_close(self, *a, **kw):
         self.expected.append(Close(*a, **kw))
 
+    def expect_listener_shutdown(self, server, flags=(), rst=False, pending=0):
+        self.expected.append(Close("listener", server.addr, None, via=None, flags=flags,
+                                   rst=rst, unread=None, pending=pending, event="shutdown"))
+
     def expect_listener(self, server, via="close", flags=(), rst=False, pending=0, **kw):
         self.expected.append(Close("listener", server.addr, None, via=via, flags=flags,
                                    rst=rst, unread=None, pending=pending, **kw))
@@ -799,8 +810,8 @@ class Ctx:
             if o.get("pid") not in known:
                 problems.append("line from pid %s, which is no process of this scenario: %s"
                                 % (o.get("pid"), fmt(o)))
-        closes = [o for o in lines if o.get("event") == "close"]
-        # (a) the shim's rst:true closes against the wire
+        closes = [o for o in lines if o.get("event") in RELEASES]
+        # (a) the shim's rst:true closes (and listener shutdowns) against the wire
         problems += claim_rsts(closes, wire, self.server_addrs, "logged")
         # (b) + (c)
         if self.close_checks:

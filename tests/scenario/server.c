@@ -340,14 +340,11 @@ static void serve_rcvtimeo(int cfd)
     xclose(cfd);
 }
 
-/* pending: never accept.  The harness connects N clients and says "go N";
- * once TCP_INFO shows N completed connections queued (tcpi_unacked on a
- * listener), close the listener: N RSTs -> pending_connections, pending N. */
-static int mode_pending(int argc, char **argv)
+/* Waits for the harness's "go N", then (bounded) until TCP_INFO shows N
+ * completed connections queued on the listener (tcpi_unacked). */
+static void wait_queued(int lfd)
 {
-    (void)argc; (void)argv;
     char rest[64];
-    int lfd = open_listener(AF_INET, 16);
     wait_go("go", rest, sizeof rest);
     unsigned want = (unsigned)atoi(rest);
     for (int i = 0;; i++) {
@@ -362,6 +359,31 @@ static int mode_pending(int argc, char **argv)
             fail("accept queue holds %u, want %u", ti.tcpi_unacked, want);
         sleep_ms(1);
     }
+}
+
+/* pending: never accept.  The harness connects N clients and says "go N";
+ * once they are queued, close the listener: N RSTs -> pending_connections,
+ * pending N. */
+static int mode_pending(int argc, char **argv)
+{
+    (void)argc; (void)argv;
+    int lfd = open_listener(AF_INET, 16);
+    wait_queued(lfd);
+    xclose(lfd);
+    say("DONE");
+    return 0;
+}
+
+/* listener_shutdown: as pending, but shutdown(SHUT_RD) first, as threaded
+ * servers do to wake their accept() threads: the N RSTs go out at the
+ * shutdown, and the close that follows finds the queue empty. */
+static int mode_listener_shutdown(int argc, char **argv)
+{
+    (void)argc; (void)argv;
+    int lfd = open_listener(AF_INET, 16);
+    wait_queued(lfd);
+    if (shutdown(lfd, SHUT_RD) < 0)
+        fail("shutdown: %s", strerror(errno));
     xclose(lfd);
     say("DONE");
     return 0;
@@ -803,6 +825,7 @@ static const struct mode modes[] = {
     ONE("dup2", serve_dup2, AF_INET, 1),
     ONE("fclose", serve_fclose, AF_INET, 1),
     OWN("pending", mode_pending),
+    OWN("listener_shutdown", mode_listener_shutdown),
     OWN("epoll", mode_epoll),
     OWN("fork", mode_fork),
     OWN("fork_child_first", mode_fork_child_first),

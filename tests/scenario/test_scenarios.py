@@ -320,6 +320,25 @@ def s_pending(ctx):
 
 
 @scenario
+def s_listener_shutdown(ctx):
+    """shutdown(SHUT_RD) on a listener with N connections queued resets them
+    there and then: a shutdown line claims the N RSTs; the close after it
+    finds the queue empty."""
+    N = 3
+    srv = ctx.server("listener_shutdown")
+    clients = [ctx.connect(srv) for _ in range(N)]
+    srv.send("go %d\n" % N)
+    ctx.finish_server(srv)
+    for c in clients:
+        data, how = ctx.drain(c)
+        if how != "ECONNRESET":
+            ctx.notes.append("[kernel] queued client expected ECONNRESET, got %r %s" % (data, how))
+        c.close()
+    ctx.expect_listener_shutdown(srv, flags=["pending_connections"], rst=True, pending=N)
+    ctx.expect_listener(srv)
+
+
+@scenario
 def s_epoll(ctx):
     """Nonblocking recv returning EAGAIN is not a receive timeout."""
     clean_scenario(ctx, "epoll")

@@ -243,6 +243,38 @@ def t_mapped_and_listener():
                   "verdicts") or expect(tot["log_lines"], 3, "log lines")
 
 
+def t_listener_shutdown():
+    """A listener's shutdown(SHUT_RD) resets its queue: its line explains the RSTs."""
+    cap = os.path.join(TMP, "lshut.pcap")
+    t = T0 + 2
+    pk = []
+    for port in (40011, 40012):
+        pk += [(t, tcp_seg("127.0.0.1", "127.0.0.1", port, 9191, "S", seq=1)),
+               (t + 0.0001, tcp_seg("127.0.0.1", "127.0.0.1", 9191, port, "SA", seq=9, ack=2)),
+               (t + 0.0002, tcp_seg("127.0.0.1", "127.0.0.1", port, 9191, "A", seq=2, ack=10)),
+               (t + 0.5, tcp_seg("127.0.0.1", "127.0.0.1", 9191, port, "RA", seq=10, ack=2))]
+    write_pcap(cap, "EN10MB", sorted(pk, key=lambda x: x[0]))
+    log = os.path.join(TMP, "lshut.jsonl")
+    shut = json.loads(close_line(t + 0.4999, "127.0.0.1:9191", None, ["pending_connections"],
+                                 True, unread=None, role="listener", fd=3))
+    for k in ("via", "unread_bytes", "peer", "state"):
+        shut.pop(k)
+    shut.update(event="shutdown", how="SHUT_RD", pending=2)
+    with open(log, "w") as f:
+        f.write(json.dumps(shut) + "\n")
+        o = json.loads(close_line(t + 0.5001, "127.0.0.1:9191", None, [], False, unread=None,
+                                  role="listener", fd=3))
+        o["pending"] = 0
+        f.write(json.dumps(o) + "\n")
+    p, rsts, tot = explain(cap, log)
+    got = [(r["verdict"], r.get("log", {}).get("event")) for r in rsts]
+    err = expect(got, [("caused_by_close", "shutdown")] * 2, "verdicts")
+    if err:
+        return err
+    txt = subprocess.run([TOOL, "explain", cap, log], capture_output=True, text=True).stdout
+    return None if "fd 3: shutdown()" in txt else "text lacks 'fd 3: shutdown()':\n" + txt
+
+
 def t_capture_hints():
     cap = os.path.join(TMP, "hints.pcap")
     a = "10.0.0.1"
@@ -625,6 +657,7 @@ CHECKS = [
     ("explain drops the second copy of an RST", t_duplicates),
     ("explain --tolerance", t_tolerance),
     ("explain IPv4-mapped log address, listener with a queue", t_mapped_and_listener),
+    ("explain: a listener's shutdown(SHUT_RD) explains its queue's RSTs", t_listener_shutdown),
     ("explain capture hints: closed port, no earlier packets", t_capture_hints),
     ("explain: not-IP frames ignored; nearest event and listener close", t_not_ip_and_nearest),
     ("explain usage errors", t_usage),

@@ -130,6 +130,31 @@ def t_report_sample_counts():
         expect(all(v["hint"] for v in causes.values()), True, "a hint per cause"))
 
 
+def t_report_listener_shutdown():
+    """A listener's shutdown(SHUT_RD) with 3 connections queued resets them:
+    counted as a release with pending_connections, not as a close."""
+    path = tmp("shutdown.jsonl")
+    common = {"pid": 7, "tid": 7, "comm": "srv", "fd": 3, "local": "127.0.0.1:9000"}
+    lines = [dict(common, ts="2026-11-21T10:00:00.000000Z", event="listen", backlog=16),
+             dict(common, ts="2026-11-21T10:00:01.000000Z", event="shutdown", how="SHUT_RD",
+                  role="listener", pending=3, flags=["pending_connections"], rst=True),
+             dict(common, ts="2026-11-21T10:00:01.000100Z", event="close", via="close",
+                  role="listener", peer=None, unread_bytes=None, pending=0, flags=[],
+                  rst=False)]
+    with open(path, "w") as f:
+        f.writelines(json.dumps(l) + "\n" for l in lines)
+    p, d = report_json(path)
+    c, causes, ev = d["closes"], d["causes"], d["input"]["events"]
+    return first_error(
+        expect(p.returncode, 0, "exit status"),
+        expect((ev.get("shutdown"), ev.get("close")), (1, 1), "shutdown/close events"),
+        expect((c["rst_true"], c["rst_false"], c["connections_reset"]), (1, 1, 3),
+               "rst true/false, connections reset"),
+        expect(causes.get("pending_connections", {}).get("rst"), 1, "pending_connections rst"),
+        expect([(x["local"], x["connections_reset"]) for x in d["rst_per_listener"]],
+               [("127.0.0.1:9000", 3)], "per listener"))
+
+
 def t_report_sample_tables():
     _, d = report_json(os.path.join(SAMPLES, "sample.jsonl"))
     listeners = [(x["local"], x["connections_reset"]) for x in d["rst_per_listener"]]
@@ -704,6 +729,7 @@ CHECKS = [
     ("help", t_help),
     ("report sample: counts per cause and rst", t_report_sample_counts),
     ("report sample: listener, peer, offender tables", t_report_sample_tables),
+    ("report: a listener shutdown(SHUT_RD) resets its queue", t_report_listener_shutdown),
     ("report sample: lifetime percentiles", t_report_sample_lifetime),
     ("report sample: peer_reset, accept_error, config_error", t_report_sample_errors),
     ("report text output", t_report_text),
