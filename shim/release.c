@@ -392,6 +392,39 @@ static void apply_drain_fix(struct release *r, uint32_t seen)
     }
 }
 
+/* The probes ran before the lookups and the stack capture above; the peer
+ * may have sent meanwhile.  The closes where that changes the verdict are
+ * looked at again, as late as the shim can: a fresh connection closed
+ * before anything arrived (the client's request lands now: an RST, not a
+ * FIN), and a listener (connections keep completing).  Both are rare, so
+ * the extra syscall is too.  What arrives after this still escapes. */
+static void recheck_before_release(struct release *r, uint32_t seen)
+{
+    struct close_facts *f = &r->facts;
+    if (r->stale || r->verify || !r->last)
+        return;
+    if (f->listener) {
+        struct tcp_facts tcp;
+        if (!probe_tcp_info(r->fd, &tcp) || (long long)tcp.unacked == f->pending)
+            return;
+        f->pending = tcp.unacked;
+    } else {
+        if (f->unread_bytes != 0 || !(r->verdict.flags & FLAG_IMMEDIATE_CLOSE))
+            return;
+        long long unread = probe_unread(r->fd);
+        if (unread <= 0)
+            return;
+        f->unread_bytes = unread;
+        if (r->have_tcp && probe_tcp_info(r->fd, &r->tcp))
+            apply_tcp_info(f, &r->tcp, seen);
+    }
+    r->verdict = verdict_with_age(f, r->rec);
+    bool write = log_wants(r->verdict.flags != 0);
+    if (write && !r->write)
+        record_learn_addresses(r->fd, r->rec, !f->listener);
+    r->write = r->write || write;
+}
+
 bool release_begin(struct release *r, int fd, const char *via)
 {
     r->fd = fd;
@@ -445,6 +478,7 @@ bool release_begin(struct release *r, int fd, const char *via)
     /* A cause, or one that verification may reveal: remember where. */
     if (shim_config.stack && r->write && ((r->verdict.flags & ~FLAG_SHARED) || r->verify))
         stack_capture(&r->stack);
+    recheck_before_release(r, seen);
     return true;
 }
 
