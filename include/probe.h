@@ -33,5 +33,7 @@ socklen_t probe_peer(int fd, struct sockaddr_storage *out);
 bool probe_is_tcp(int fd, int *family, bool *listening);
 /* Whether fd has FD_CLOEXEC; -1 on error. */
 int probe_cloexec(int fd);
+/* Whether SO_RCVTIMEO is set (a receive may time out); false when unknown. */
+bool probe_rcvtimeo_set(int fd);
 
 #endif

@@ -87,6 +87,14 @@ bool probe_is_tcp(int fd, int *family, bool *listening)
     return true;
 }
 
+bool probe_rcvtimeo_set(int fd)
+{
+    struct timeval tv = {0, 0};
+    socklen_t len = sizeof tv;
+    return getsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, &len) == 0 &&
+           (tv.tv_sec != 0 || tv.tv_usec != 0);
+}
+
 int probe_cloexec(int fd)
 {
     int flags = REAL(fcntl)(fd, F_GETFD);

@@ -90,6 +90,7 @@ struct socket_record *lifecycle_adopt(int fd)
     rec->adopted = true;
     rec->backlog = -1; /* unknown: the close line gives the kernel's effective one */
     rec->linger_onoff = -1; /* set before we saw it: asked at close */
+    rec->rcvtimeo_set = probe_rcvtimeo_set(fd); /* accepted sockets inherit it too */
     /* Whoever handed it over (the parent that exec'd us, the sender of
      * SCM_RIGHTS) may still hold it: its release is settled by the kernel. */
     __atomic_store_n(&rec->shared_with_process, true, __ATOMIC_RELAXED);

@@ -32,7 +32,9 @@ static void after_rcvtimeo(int fd, struct socket_record *rec, const void *value,
     if (!value || len < (socklen_t)sizeof(struct timeval))
         return;
     const struct timeval *tv = value;
-    rec->rcvtimeo_set = tv->tv_sec > 0 || tv->tv_usec > 0;
+    /* {0,0} turns the timeout off; a negative one is taken by the kernel as
+     * "no wait at all": a blocking receive then gives up at once. */
+    rec->rcvtimeo_set = tv->tv_sec != 0 || tv->tv_usec != 0;
     event_rcvtimeo(fd, rec, (long long)tv->tv_sec * 1000 + tv->tv_usec / 1000);
 }
 

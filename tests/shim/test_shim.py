@@ -9,7 +9,9 @@ import glob
 import json
 import os
 import shutil
+import socket
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -349,6 +351,41 @@ def test_errqueue_is_no_timeout(tmp):
           p.returncode == 0 and p.stdout.split() == [b"EAGAIN", b"ping", b"pong"]
           and len(accepted) == 1 and accepted[0]["flags"] == [] and accepted[0]["rst"] is False,
           f"{p.stdout!r} {p.stderr[-300:]!r} {accepted}")
+
+
+INHERIT_CHILD = r"""
+import socket, sys
+l = socket.socket(fileno=int(sys.argv[1]))
+a, _ = l.accept()                  # inherits the listener's SO_RCVTIMEO (100 ms)
+try:
+    a.recv(16)
+except (BlockingIOError, TimeoutError, socket.timeout):
+    print("timed out")
+a.close()
+"""
+
+
+def test_inherited_listener_rcvtimeo(tmp):
+    """A listener made before the shim loaded (inherited over exec, as from
+    systemd) with SO_RCVTIMEO set: its accepted sockets time out too."""
+    log = os.path.join(tmp, "inherit.jsonl")
+    l = socket.socket()
+    l.bind(("127.0.0.1", 0))
+    l.listen(4)
+    l.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 100000))
+    c = socket.create_connection(l.getsockname())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RSTSHIM_")}
+    env.update(LD_PRELOAD=SHIM, RSTSHIM_LOG=log)
+    try:
+        p = subprocess.run([sys.executable, "-c", INHERIT_CHILD, str(l.fileno())], env=env,
+                           pass_fds=[l.fileno()], capture_output=True, timeout=20)
+    finally:
+        c.close()
+        l.close()
+    accepted = [o for o in closes(read_lines(log)) if o.get("role") == "accepted"]
+    check("an inherited listener's SO_RCVTIMEO reaches its accepted sockets: recv_timeout",
+          p.returncode == 0 and p.stdout.strip() == b"timed out" and len(accepted) == 1
+          and "recv_timeout" in accepted[0]["flags"], f"{p.stdout!r} {p.stderr[-300:]!r} {accepted}")
 
 
 OVERFLOW_HOST = r"""
