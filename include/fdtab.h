@@ -47,6 +47,7 @@ struct socket_record {
     bool adopted;        /* inherited, received over SCM_RIGHTS, or first seen in accept */
     bool shared_with_process; /* a fork or spawn gave another process this socket */
     bool rcvtimeo_set;   /* SO_RCVTIMEO > 0 was set on it (or on its listener) */
+    bool linger2_abort;  /* TCP_LINGER2 < 0 was set on it (or on its listener) */
     int8_t linger_onoff; /* SO_LINGER as set through setsockopt (accepted sockets inherit
                             the listener's); -1: unknown, ask the kernel at close */
     int linger_seconds;

@@ -92,6 +92,8 @@ void event_accept(int listen_fd, int fd, struct socket_record *rec);
 void event_connect(int fd, struct socket_record *rec, bool in_progress);
 void event_linger(int fd, struct socket_record *rec, int onoff, int seconds);
 void event_rcvtimeo(int fd, struct socket_record *rec, long long timeout_ms);
+/* setsockopt(TCP_LINGER2): a negative value makes a close in FIN_WAIT2 an RST. */
+void event_linger2(int fd, struct socket_record *rec, int seconds);
 void event_linger_ignored(int fd, struct socket_record *rec);
 void event_peer_reset(int fd, struct socket_record *rec, int err, const char *call);
 void event_accept_error(int listen_fd, struct socket_record *listener, int err);

@@ -12,8 +12,9 @@ enum close_flag {
     FLAG_RECV_TIMEOUT = 1u << 3,
     FLAG_PENDING_CONNECTIONS = 1u << 4,
     FLAG_SHARED = 1u << 5,
+    FLAG_TCP_LINGER2 = 1u << 6,
 };
-#define FLAG_COUNT 6
+#define FLAG_COUNT 7
 
 /* The flag's name in the log ("unread_data"), or NULL past the last bit. */
 const char *verdict_flag_name(unsigned bit_index);
@@ -37,6 +38,7 @@ struct close_facts {
     long long bytes_read;     /* by the application; < 0 when unknown */
     long long bytes_written;  /* < 0 when unknown */
     long long notsent_bytes;  /* queued, not yet sent (a FIN counts one); < 0 when unknown */
+    bool linger2_abort;       /* TCP_LINGER2 < 0: a close in FIN_WAIT2 resets */
     bool recv_timed_out;
 };
 

@@ -123,6 +123,19 @@ void event_rcvtimeo(int fd, struct socket_record *rec, long long timeout_ms)
     logline_end(&line);
 }
 
+void event_linger2(int fd, struct socket_record *rec, int seconds)
+{
+    unsigned flags = seconds < 0 ? FLAG_TCP_LINGER2 : 0;
+    struct logline line;
+    if (!logline_begin(&line, "setsockopt", fd, flags != 0))
+        return;
+    socket_fields(&line, fd, rec, rec->role != ROLE_LISTENER);
+    logline_string(&line, "option", "TCP_LINGER2");
+    logline_flags(&line, "flags", flags);
+    logline_int(&line, "linger2", seconds);
+    logline_end(&line);
+}
+
 void event_peer_reset(int fd, struct socket_record *rec, int err, const char *call)
 {
     struct logline line;

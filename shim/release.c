@@ -203,6 +203,7 @@ static void facts_from_record(struct close_facts *f, const struct release *r)
     f->bytes_written = -1;
     f->notsent_bytes = -1;
     f->recv_timed_out = seen & SEEN_RECV_TIMEOUT;
+    f->linger2_abort = rec->linger2_abort;
 }
 
 /* The close line, after the call, once verification has spoken: from

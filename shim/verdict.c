@@ -15,6 +15,7 @@
 
 static const char *const flag_names[FLAG_COUNT] = {
     "unread_data", "linger_zero", "immediate_close", "recv_timeout", "pending_connections", "shared",
+    "tcp_linger2",
 };
 
 const char *verdict_flag_name(unsigned bit_index)
@@ -23,7 +24,8 @@ const char *verdict_flag_name(unsigned bit_index)
 }
 
 /* The RST causes: a close that sends no RST must not name one (SPEC). */
-#define RST_CAUSES (FLAG_UNREAD_DATA | FLAG_LINGER_ZERO | FLAG_PENDING_CONNECTIONS)
+#define RST_CAUSES \
+    (FLAG_UNREAD_DATA | FLAG_LINGER_ZERO | FLAG_PENDING_CONNECTIONS | FLAG_TCP_LINGER2)
 
 static bool state_unknown(int state) { return state < 0; }
 
@@ -91,6 +93,10 @@ struct close_verdict verdict_on_close(const struct close_facts *f)
             v.flags |= FLAG_UNREAD_DATA;
         if (is_linger_zero(f) && linger_zero_resets(f->tcp_state, f->notsent_bytes))
             v.flags |= FLAG_LINGER_ZERO;
+        /* TCP_LINGER2 < 0: tcp_close() aborts a FIN_WAIT2 socket instead of
+         * waiting for the peer's FIN (TCPAbortOnLinger). */
+        if (f->linger2_abort && f->tcp_state == TCP_FIN_WAIT2)
+            v.flags |= FLAG_TCP_LINGER2;
         if (is_immediate(f))
             v.flags |= FLAG_IMMEDIATE_CLOSE;
         if (f->recv_timed_out && f->tcp_state != TCP_CLOSE)
@@ -127,7 +133,7 @@ bool verdict_needs_tcp_info(const struct close_facts *f, bool app_read_or_wrote)
     if (f->refs_left > 0 || f->shared_with_process || f->listener)
         return false;
     /* The state decides whether unread data or linger 0 really reset. */
-    if (f->unread_bytes > 0 || is_linger_zero(f))
+    if (f->unread_bytes > 0 || is_linger_zero(f) || f->linger2_abort)
         return true;
     /* immediate_close needs the byte counts, unless a wrapper saw traffic. */
     return f->accepted && !app_read_or_wrote && f->age_ms >= 0 && f->age_ms < f->immediate_ms;

@@ -148,6 +148,7 @@ static void after_accept(int listen_fd, int fd, const struct sockaddr *addr, soc
     rec->start_ns = now;
     /* Accepted sockets inherit these options from their listener. */
     rec->rcvtimeo_set = listener->rcvtimeo_set;
+    rec->linger2_abort = listener->linger2_abort;
     rec->linger_onoff = listener->linger_onoff;
     rec->linger_seconds = listener->linger_seconds;
     /* The peer address comes free with accept's own out-parameters, and

@@ -1,5 +1,7 @@
 /* setsockopt: the options that decide how a close ends. */
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
@@ -38,6 +40,24 @@ static void after_rcvtimeo(int fd, struct socket_record *rec, const void *value,
     event_rcvtimeo(fd, rec, (long long)tv->tv_sec * 1000 + tv->tv_usec / 1000);
 }
 
+/* TCP_LINGER2: how long an orphan waits in FIN_WAIT2; negative: not at all,
+ * its close is an RST. */
+static void after_linger2(int fd, struct socket_record *rec, const void *value, socklen_t len)
+{
+    if (!value || len < (socklen_t)sizeof(int))
+        return;
+    int seconds = *(const int *)value;
+    rec->linger2_abort = seconds < 0;
+    event_linger2(fd, rec, seconds);
+}
+
+static bool is_tracked_option(int level, int name)
+{
+    if (level == SOL_SOCKET)
+        return name == SO_LINGER || name == SO_RCVTIMEO_OLD || name == SO_RCVTIMEO_NEW;
+    return level == IPPROTO_TCP && name == TCP_LINGER2;
+}
+
 /* RSTSHIM_FIX=linger: SO_LINGER {1,0} on a tracked socket is not passed to
  * the kernel (the close stays graceful); the call reports success. */
 static bool ignore_linger_zero(int fd, int level, int name, const void *value, socklen_t len)
@@ -60,13 +80,13 @@ SHIM_EXPORT int setsockopt(int fd, int level, int name, const void *value, sockl
     if (SHIM_UNLIKELY(ignore_linger_zero(fd, level, name, value, len)))
         return 0;
     int ret = REAL(setsockopt)(fd, level, name, value, len);
-    if (ret != 0 || level != SOL_SOCKET ||
-        (name != SO_LINGER && name != SO_RCVTIMEO_OLD && name != SO_RCVTIMEO_NEW) ||
-        !guard_enter())
+    if (ret != 0 || !is_tracked_option(level, name) || !guard_enter())
         return ret;
     int saved = errno;
     struct socket_record *rec = fdtab_get(fd);
-    if (rec && name == SO_LINGER)
+    if (rec && level == IPPROTO_TCP)
+        after_linger2(fd, rec, value, len);
+    else if (rec && name == SO_LINGER)
         after_linger(fd, rec, value, len);
     else if (rec)
         after_rcvtimeo(fd, rec, value, len);

@@ -16,7 +16,7 @@
 
 const char *const cause_name[NCAUSE] = {
     "unread_data", "linger_zero", "immediate_close",
-    "recv_timeout", "pending_connections", "shared",
+    "recv_timeout", "pending_connections", "tcp_linger2", "shared",
 };
 const char *const event_name[NEVENT] = {
     "listen", "accept", "connect", "setsockopt", "close", "shutdown", "peer_reset",
@@ -25,7 +25,7 @@ const char *const event_name[NEVENT] = {
 const char *const role_name[NROLE] = {"accepted", "connected", "listener", "other"};
 const char *const stack_cause_name[NSTACK_CAUSE] = {
     "unread_data", "linger_zero", "immediate_close",
-    "recv_timeout", "pending_connections", "shared", "setsockopt_linger_zero",
+    "recv_timeout", "pending_connections", "tcp_linger2", "shared", "setsockopt_linger_zero",
 };
 
 /* ---------------------------------------------------------------- setup */

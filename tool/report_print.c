@@ -27,6 +27,9 @@ const char *const cause_hint[NCAUSE] = {
     [CAUSE_PENDING_CONNECTIONS] =
         "listener closed with connections still queued, each got an RST: stop accepting "
         "gracefully (accept and answer what is queued, or hand over with SO_REUSEPORT)",
+    [CAUSE_TCP_LINGER2] =
+        "TCP_LINGER2 < 0 makes a close in FIN_WAIT2 (the peer has not closed its side) an RST: "
+        "leave TCP_LINGER2 alone, or let the client close first",
     [CAUSE_SHARED] =
         "closed one copy of a socket still held elsewhere (dup, fork): no packet now; the "
         "last holder's close decides (look for fd leaks into children: CLOEXEC)",

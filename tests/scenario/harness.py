@@ -33,7 +33,7 @@ HEAD_LEN = 4      # must match server.c
 REST_LEN = 96
 
 CLOSE_FLAGS = {"unread_data", "linger_zero", "immediate_close", "recv_timeout",
-               "pending_connections", "shared"}
+               "pending_connections", "shared", "tcp_linger2"}
 VIAS = {"close", "close_range", "dup2", "fclose", "exec", "exit"}
 ROLES = {"accepted", "connected", "listener"}
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")

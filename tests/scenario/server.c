@@ -311,6 +311,35 @@ static void serve_sniff(int cfd)
     xclose(cfd);
 }
 
+/* linger2: read the request, set TCP_LINGER2 -1, reply, shutdown(SHUT_WR);
+ * once the client has acked that FIN (FIN_WAIT2; the client keeps its side
+ * open), close: the kernel aborts instead of waiting for the client's FIN,
+ * an RST (TCPAbortOnLinger) -> tcp_linger2, rst true. */
+static void serve_linger2(int cfd)
+{
+    char head[HEAD_LEN];
+    read_exact(cfd, head, sizeof head);
+    int linger2 = -1;
+    if (setsockopt(cfd, IPPROTO_TCP, TCP_LINGER2, &linger2, sizeof linger2) < 0)
+        fail("TCP_LINGER2: %s", strerror(errno));
+    reply(cfd, sizeof head);
+    if (shutdown(cfd, SHUT_WR) < 0)
+        fail("shutdown: %s", strerror(errno));
+    for (int i = 0;; i++) {
+        struct tcp_info ti;
+        socklen_t len = sizeof ti;
+        memset(&ti, 0, sizeof ti);
+        if (getsockopt(cfd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+            fail("TCP_INFO: %s", strerror(errno));
+        if (ti.tcpi_state == TCP_FIN_WAIT2)
+            break;
+        if (i >= IO_TIMEOUT_MS)
+            fail("state %u, want FIN_WAIT2", ti.tcpi_state);
+        sleep_ms(1);
+    }
+    xclose(cfd);
+}
+
 /* linger0: read the whole request, set SO_LINGER {1,0}, reply, close: an
  * abortive close, RST instead of FIN even with nothing unread. */
 static void serve_linger0(int cfd)
@@ -815,6 +844,7 @@ static const struct mode modes[] = {
     ONE("unread", serve_close, AF_INET, 1),
     ONE("ipv6", serve_close, AF_INET6, 1),
     ONE("linger0", serve_linger0, AF_INET, 0),
+    ONE("linger2", serve_linger2, AF_INET, 0),
     ONE("immediate", serve_close, AF_INET, 0),
     ONE("sniff", serve_sniff, AF_INET, 0),
     ONE("rcvtimeo", serve_rcvtimeo, AF_INET, 0),

@@ -124,7 +124,8 @@ def t_report_sample_counts():
         expect(c["rst_outgoing"], 1, "rst of outgoing connections"),
         expect({k: (v["closes"], v["rst"]) for k, v in causes.items()},
                {"unread_data": (3, 3), "linger_zero": (1, 1), "immediate_close": (1, 0),
-                "recv_timeout": (1, 0), "pending_connections": (1, 1), "shared": (1, 0)},
+                "recv_timeout": (1, 0), "pending_connections": (1, 1), "shared": (1, 0),
+                "tcp_linger2": (0, 0)},
                "causes"),
         expect(d["setsockopt_linger_zero"], 1, "setsockopt linger_zero"),
         expect(all(v["hint"] for v in causes.values()), True, "a hint per cause"))

@@ -172,6 +172,25 @@ static void shared(void)
     CHECK(v.rst == RST_NO);
 }
 
+/* TCP_LINGER2 < 0: a close in FIN_WAIT2 (our FIN acked, the peer's not
+ * come) is an RST; in any other state it changes nothing. */
+static void linger2(void)
+{
+    struct close_facts f = connection();
+    f.linger2_abort = true;
+    CHECK(verdict_needs_tcp_info(&f, true)); /* the state decides */
+    f.tcp_state = TCP_FIN_WAIT2;
+    struct close_verdict v = verdict_on_close(&f);
+    CHECK(v.flags == FLAG_TCP_LINGER2 && v.rst == RST_YES);
+    f.tcp_state = TCP_ESTABLISHED;
+    CHECK(verdict_on_close(&f).flags == 0);
+    f.tcp_state = TCP_FIN_WAIT1; /* our FIN not acked yet: not now (at the peer's ACK) */
+    CHECK(verdict_on_close(&f).rst == RST_NO);
+    f.tcp_state = TCP_FIN_WAIT2;
+    f.linger2_abort = false;
+    CHECK(verdict_on_close(&f).rst == RST_NO);
+}
+
 /* A shared socket's close, settled by the kernel afterwards. */
 static void after_release(void)
 {
@@ -208,6 +227,7 @@ static void names(void)
     CHECK_STR(verdict_flag_name(0), "unread_data");
     CHECK_STR(verdict_flag_name(4), "pending_connections");
     CHECK_STR(verdict_flag_name(5), "shared");
+    CHECK_STR(verdict_flag_name(6), "tcp_linger2");
     CHECK(verdict_flag_name(FLAG_COUNT) == NULL);
     CHECK_STR(verdict_state_name(TCP_CLOSE_WAIT), "CLOSE_WAIT");
     CHECK(verdict_state_name(99) == NULL);
@@ -223,6 +243,7 @@ void test_verdict(void)
     listener();
     shared();
     after_release();
+    linger2();
     tcp_info_only_when_needed();
     names();
 }
