@@ -116,6 +116,16 @@ static void wait_unread(int fd, int n)
     fail("timed out waiting for %d unread bytes on fd %d", n, fd);
 }
 
+static struct tcp_info tcp_info_of(int fd)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    memset(&ti, 0, sizeof ti);
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
+        fail("TCP_INFO: %s", strerror(errno));
+    return ti;
+}
+
 /* Read exactly n bytes (bounded). */
 static void read_exact(int fd, char *buf, size_t n)
 {
@@ -326,11 +336,7 @@ static void serve_linger2(int cfd)
     if (shutdown(cfd, SHUT_WR) < 0)
         fail("shutdown: %s", strerror(errno));
     for (int i = 0;; i++) {
-        struct tcp_info ti;
-        socklen_t len = sizeof ti;
-        memset(&ti, 0, sizeof ti);
-        if (getsockopt(cfd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
-            fail("TCP_INFO: %s", strerror(errno));
+        struct tcp_info ti = tcp_info_of(cfd);
         if (ti.tcpi_state == TCP_FIN_WAIT2)
             break;
         if (i >= IO_TIMEOUT_MS)
@@ -377,11 +383,7 @@ static void wait_queued(int lfd)
     wait_go("go", rest, sizeof rest);
     unsigned want = (unsigned)atoi(rest);
     for (int i = 0;; i++) {
-        struct tcp_info ti;
-        socklen_t len = sizeof ti;
-        memset(&ti, 0, sizeof ti);
-        if (getsockopt(lfd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0)
-            fail("TCP_INFO: %s", strerror(errno));
+        struct tcp_info ti = tcp_info_of(lfd);
         if (ti.tcpi_unacked >= want)
             break;
         if (i >= IO_TIMEOUT_MS)
@@ -395,9 +397,11 @@ static void wait_queued(int lfd)
  * pending N. */
 static int mode_pending(int argc, char **argv)
 {
-    (void)argc; (void)argv;
+    int shut = argc > 0 && !strcmp(argv[0], "shutdown");
     int lfd = open_listener(AF_INET, 16);
     wait_queued(lfd);
+    if (shut && shutdown(lfd, SHUT_RD) < 0)
+        fail("shutdown: %s", strerror(errno));
     xclose(lfd);
     say("DONE");
     return 0;
@@ -408,14 +412,10 @@ static int mode_pending(int argc, char **argv)
  * shutdown, and the close that follows finds the queue empty. */
 static int mode_listener_shutdown(int argc, char **argv)
 {
-    (void)argc; (void)argv;
-    int lfd = open_listener(AF_INET, 16);
-    wait_queued(lfd);
-    if (shutdown(lfd, SHUT_RD) < 0)
-        fail("shutdown: %s", strerror(errno));
-    xclose(lfd);
-    say("DONE");
-    return 0;
+    (void)argc;
+    (void)argv;
+    char *shutdown_first[] = {"shutdown", NULL};
+    return mode_pending(1, shutdown_first);
 }
 
 /* epoll: nonblocking accept4 + epoll, read until EAGAIN (which is NOT a

@@ -322,18 +322,25 @@ def s_rcvtimeo(ctx):
     ctx.extra_checks.append(setsockopt_line)
 
 
-@scenario
-def s_pending(ctx):
-    N = 3
-    srv = ctx.server("pending")
-    clients = [ctx.connect(srv) for _ in range(N)]
-    srv.send("go %d\n" % N)
+def queued_clients_reset(ctx, mode, n):
+    """n clients connect and are never accepted; the server resets them all
+    (its listener's close or shutdown): each client must see ECONNRESET."""
+    srv = ctx.server(mode)
+    clients = [ctx.connect(srv) for _ in range(n)]
+    srv.send("go %d\n" % n)
     ctx.finish_server(srv)
     for c in clients:
         data, how = ctx.drain(c)
         if how != "ECONNRESET":
             ctx.notes.append("[kernel] queued client expected ECONNRESET, got %r %s" % (data, how))
         c.close()
+    return srv
+
+
+@scenario
+def s_pending(ctx):
+    N = 3
+    srv = queued_clients_reset(ctx, "pending", N)
     ctx.expect_listener(srv, flags=["pending_connections"], rst=True, pending=N)
 
     def listen_line(lines):
@@ -351,15 +358,7 @@ def s_listener_shutdown(ctx):
     there and then: a shutdown line claims the N RSTs; the close after it
     finds the queue empty."""
     N = 3
-    srv = ctx.server("listener_shutdown")
-    clients = [ctx.connect(srv) for _ in range(N)]
-    srv.send("go %d\n" % N)
-    ctx.finish_server(srv)
-    for c in clients:
-        data, how = ctx.drain(c)
-        if how != "ECONNRESET":
-            ctx.notes.append("[kernel] queued client expected ECONNRESET, got %r %s" % (data, how))
-        c.close()
+    srv = queued_clients_reset(ctx, "listener_shutdown", N)
     ctx.expect_listener_shutdown(srv, flags=["pending_connections"], rst=True, pending=N)
     ctx.expect_listener(srv)
 
