@@ -127,6 +127,19 @@ static bool is_wildcard(const struct sockaddr_storage *ss)
     return true;
 }
 
+/* Addresses are 16 or 28 bytes: copied with a fixed size, not a string
+ * instruction sized at run time (which costs more than the copy here). */
+static socklen_t copy_address(struct sockaddr_storage *to, const void *from, socklen_t len)
+{
+    if (len == sizeof(struct sockaddr_in))
+        memcpy(to, from, sizeof(struct sockaddr_in));
+    else if (len == sizeof(struct sockaddr_in6))
+        memcpy(to, from, sizeof(struct sockaddr_in6));
+    else
+        memcpy(to, from, len);
+    return len;
+}
+
 static void after_accept(int listen_fd, int fd, const struct sockaddr *addr, socklen_t given,
                          const socklen_t *len, int err)
 {
@@ -153,14 +166,10 @@ static void after_accept(int listen_fd, int fd, const struct sockaddr *addr, soc
     rec->linger_seconds = listener->linger_seconds;
     /* The peer address comes free with accept's own out-parameters, and
      * the local one from a listener bound to a single address. */
-    if (addr && len && *len <= given && *len <= sizeof rec->peer) {
-        memcpy(&rec->peer, addr, *len);
-        rec->peer_len = *len;
-    }
-    if (listener->local_len && !is_wildcard(&listener->local)) {
-        rec->local = listener->local;
-        rec->local_len = listener->local_len;
-    }
+    if (addr && len && *len <= given && *len <= sizeof rec->peer)
+        rec->peer_len = copy_address(&rec->peer, addr, *len);
+    if (listener->local_len && !is_wildcard(&listener->local))
+        rec->local_len = copy_address(&rec->local, &listener->local, listener->local_len);
     event_accept(listen_fd, fd, rec);
     event_queue_sample(listen_fd, listener, now);
     netstat_report("accept", -1, now);
