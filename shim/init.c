@@ -2,6 +2,7 @@
  * configuration, adopting inherited sockets, fork handlers, and the close
  * lines of sockets still open at exit. */
 #include <dirent.h>
+#include <errno.h>
 #include <dlfcn.h>
 #include <pthread.h>
 #include <stddef.h>
@@ -105,18 +106,22 @@ static void adopt_inherited_sockets(void)
 /* Both processes now hold every socket: neither one's close releases it alone. */
 static void after_fork_in_parent(void)
 {
+    int saved = errno; /* fork succeeded: its caller must find errno untouched */
     guard_reenter();
     lifecycle_mark_shared(false);
     guard_leave();
+    errno = saved;
 }
 
 static void after_fork_in_child(void)
 {
+    int saved = errno;
     guard_reenter();
     process_after_fork_in_child();
     log_after_fork_in_child(&shim_config);
     lifecycle_mark_shared(false);
     guard_leave();
+    errno = saved;
 }
 
 /* ---- start and exit ---- */

@@ -427,7 +427,7 @@ static void recheck_before_release(struct release *r, uint32_t seen)
     r->write = r->write || write;
 }
 
-bool release_begin(struct release *r, int fd, const char *via)
+static bool probe_release(struct release *r, int fd, const char *via)
 {
     r->fd = fd;
     r->via = via;
@@ -482,6 +482,17 @@ bool release_begin(struct release *r, int fd, const char *via)
         stack_capture(&r->stack);
     recheck_before_release(r, seen);
     return true;
+}
+
+/* The probes may fail (a peer that reset: getpeername ENOTCONN) and leave
+ * errno set; the real call that follows may succeed and not touch it: the
+ * host must find errno as it left it. */
+bool release_begin(struct release *r, int fd, const char *via)
+{
+    int saved = errno;
+    bool tracked = probe_release(r, fd, via);
+    errno = saved;
+    return tracked;
 }
 
 void release_end(struct release *r, bool released)
@@ -545,9 +556,11 @@ void release_set_begin(struct release_set *set, int low, int high, const char *v
                        bool cloexec_only)
 {
     struct collect c = {set, via, cloexec_only};
+    int saved = errno; /* as in release_begin(): the host's errno survives the probes */
     set->items = NULL;
     set->count = set->capacity = 0;
     fdtab_for_each(low, high, collect_one, &c);
+    errno = saved;
 }
 
 /* At exit the kernel releases the fds only after the shim's last word, so

@@ -97,13 +97,15 @@ SHIM_EXPORT int shutdown(int fd, int how)
     if (!rec || how == SHUT_WR || !guard_enter())
         return REAL(shutdown)(fd, how);
     struct tcp_facts tcp;
+    int saved = errno; /* the probe may fail; a successful shutdown leaves errno alone */
     bool listening = rec->role == ROLE_LISTENER && probe_tcp_info(fd, &tcp) &&
                      tcp.state == TCP_LISTEN;
+    errno = saved;
     guard_leave();
     int ret = REAL(shutdown)(fd, how);
     if (ret != 0 || !listening)
         return ret;
-    int saved = errno;
+    saved = errno;
     guard_reenter();
     event_listener_shutdown(fd, rec, how, tcp.unacked);
     guard_leave();
