@@ -375,9 +375,11 @@ static int dup_onto(int old_fd, int new_fd, int flags, bool three)
     struct release r;
     if (old_fd == new_fd || !guard_enter())
         return three ? REAL(dup3)(old_fd, new_fd, flags) : REAL(dup2)(old_fd, new_fd);
+    int before = errno; /* moving the log may fail; the real call may then succeed */
     log_move_away_from(new_fd);
     struct socket_record *rec = copy_begin(old_fd);
     bool releasing = release_begin(&r, new_fd, "dup2");
+    errno = before;
     guard_leave();
     int ret = three ? REAL(dup3)(old_fd, new_fd, flags) : REAL(dup2)(old_fd, new_fd);
     int saved = errno;
