@@ -290,8 +290,16 @@ static void pre_release(struct mthread *t, int i, char out[256])
     struct msock *s = &t->socks[t->fd_sock[i]];
     char local[64];
     local_of(fd, local);
-    snprintf(out, 256, "\"dups_left\":%d,\"unread\":%ld,\"state\":%d,\"local\":\"%s\"",
-             s->fds - 1, s->role == R_LISTENER ? -1 : inq(fd), tcp_state(fd), local);
+    long unread = s->role == R_LISTENER ? -1 : inq(fd);
+    /* Bytes the other end wrote that are neither read nor queued yet: still
+     * on their way through loopback (softirq deferred under load); they may
+     * land between this probe and the shim's. */
+    long long in_flight = s->other >= 0 && unread >= 0
+                              ? t->socks[s->other].app_written - s->app_read - unread
+                              : 0;
+    snprintf(out, 256,
+             "\"dups_left\":%d,\"unread\":%ld,\"in_flight\":%lld,\"state\":%d,\"local\":\"%s\"",
+             s->fds - 1, unread, in_flight > 0 ? in_flight : 0, tcp_state(fd), local);
 }
 
 static void op_connect(struct mthread *t)
