@@ -36,6 +36,7 @@ enum {
     SEEN_RECV_TIMEOUT = 1u << 2, /* a blocking receive gave up under SO_RCVTIMEO */
     SEEN_PEER_RESET = 1u << 3,   /* ECONNRESET/EPIPE already reported */
     SEEN_EOF = 1u << 4,          /* a receive returned 0: the peer's FIN arrived */
+    SEEN_SHUT_RD = 1u << 5,      /* shutdown(SHUT_RD or SHUT_RDWR): data arriving now is reset */
 };
 
 struct socket_record {

@@ -145,6 +145,10 @@ void event_peer_reset(int fd, struct socket_record *rec, int err, const char *ca
     socket_fields(&line, fd, rec, true);
     logline_string(&line, "errno", format_errno_name(err, name));
     logline_string(&line, "call", call);
+    /* After our shutdown of the read side, the kernel answers the peer's
+     * next data with an RST of its own (TCPAbortOnData): this side sent it. */
+    if (__atomic_load_n(&rec->seen, __ATOMIC_RELAXED) & SEEN_SHUT_RD)
+        logline_bool(&line, "after_shutdown", true);
     logline_end(&line);
 }
 

@@ -89,17 +89,25 @@ SHIM_EXPORT int listen(int fd, int backlog)
 /* shutdown(SHUT_RD or SHUT_RDWR) of a listener is, on the wire, its close:
  * the kernel resets every completed connection still queued (threaded
  * servers do it to wake the threads blocked in accept()).  The queue is
- * read before the call; the later close finds it empty.  Connections are
- * not logged here: their shutdown sends a FIN, never an RST. */
+ * read before the call; the later close finds it empty.  A connection's
+ * shutdown is not logged (it sends a FIN, not an RST), only remembered:
+ * data the peer sends after SHUT_RD draws an RST from this side, and the
+ * ECONNRESET that follows says so (peer_reset with after_shutdown). */
 SHIM_EXPORT int shutdown(int fd, int how)
 {
     struct socket_record *rec = fdtab_get(fd);
     if (!rec || how == SHUT_WR || !guard_enter())
         return REAL(shutdown)(fd, how);
+    if (rec->role != ROLE_LISTENER) {
+        guard_leave();
+        int ret = REAL(shutdown)(fd, how);
+        if (ret == 0) /* a reset that follows is this side's answer to the peer's data */
+            __atomic_fetch_or(&rec->seen, SEEN_SHUT_RD, __ATOMIC_RELAXED);
+        return ret;
+    }
     struct tcp_facts tcp;
     int saved = errno; /* the probe may fail; a successful shutdown leaves errno alone */
-    bool listening = rec->role == ROLE_LISTENER && probe_tcp_info(fd, &tcp) &&
-                     tcp.state == TCP_LISTEN;
+    bool listening = probe_tcp_info(fd, &tcp) && tcp.state == TCP_LISTEN;
     errno = saved;
     guard_leave();
     int ret = REAL(shutdown)(fd, how);

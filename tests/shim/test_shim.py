@@ -393,6 +393,41 @@ def test_inherited_listener_rcvtimeo(tmp):
           and "recv_timeout" in accepted[0]["flags"], f"{p.stdout!r} {p.stderr[-300:]!r} {accepted}")
 
 
+SHUTDOWN_HOST = r"""
+import socket, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(4)
+c = socket.create_connection(s.getsockname())
+a, _ = s.accept()
+a.shutdown(socket.SHUT_RDWR)      # the fd stays open
+c.send(b"late")                   # this side's kernel answers with an RST
+time.sleep(0.05)
+try:
+    a.recv(16)
+    print("no error")
+except ConnectionResetError:
+    print("ECONNRESET")
+a.close()
+c.close()
+s.close()
+"""
+
+
+def test_reset_after_shutdown(tmp):
+    """After shutdown(SHUT_RDWR) with the fd kept open, the peer's data draws
+    an RST from this side (KERNEL-FACTS); the ECONNRESET the server then
+    gets is logged as this side's doing, not the peer's."""
+    log = os.path.join(tmp, "shutdown.jsonl")
+    p = run([sys.executable, "-c", SHUTDOWN_HOST], env={"RSTSHIM_LOG": log})
+    bare = run([sys.executable, "-c", SHUTDOWN_HOST], preload=False)
+    resets = [l for l in read_lines(log) if l.get("event") == "peer_reset"]
+    check("ECONNRESET after our own shutdown(SHUT_RDWR): peer_reset with after_shutdown",
+          p.returncode == 0 and p.stdout == bare.stdout == b"ECONNRESET\n" and len(resets) == 1
+          and resets[0].get("after_shutdown") is True,
+          f"bare {bare.stdout!r} shimmed {p.stdout!r} {p.stderr[-200:]!r} {resets}")
+
+
 OVERFLOW_HOST = r"""
 import socket, time
 s = socket.socket()
