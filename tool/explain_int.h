@@ -29,6 +29,7 @@ struct lev {
     char flags[160];
     unsigned causes; /* bit per enum cause */
     int rst;         /* 1, 0, -1 = null */
+    bool after_shutdown; /* peer_reset: the process had shut down reading: its own RST */
     const char *file;
 };
 
@@ -84,7 +85,7 @@ struct capture {
 
 /* ---- verdicts ------------------------------------------------------------ */
 
-enum verdict { V_CAUSED, V_ANSWERED, V_PEER, V_UNEXPLAINED, NVERDICT };
+enum verdict { V_CAUSED, V_ANSWERED, V_SHUTDOWN, V_PEER, V_UNEXPLAINED, NVERDICT };
 
 struct opts {
     bool json;

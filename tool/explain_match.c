@@ -140,6 +140,7 @@ static void log_add_line(struct logset *ls, const char *line, const char *file)
     snprintf(e.state, sizeof e.state, "%s", jstr(o, "state") ? jstr(o, "state") : "");
     snprintf(e.errname, sizeof e.errname, "%s", jstr(o, "errno") ? jstr(o, "errno") : "");
     snprintf(e.call, sizeof e.call, "%s", jstr(o, "call") ? jstr(o, "call") : "");
+    e.after_shutdown = json_is_true(json_object_get(o, "after_shutdown"));
     json_t *rst = json_object_get(o, "rst");
     e.rst = json_is_true(rst) ? 1 : json_is_false(rst) ? 0 : -1;
     json_t *fl = json_object_get(o, "flags");
@@ -325,6 +326,19 @@ static void judge(struct logset *ls, const struct rst *r, const struct opts *o,
         ev = listener;
         v = V_CAUSED;
     }
+    /* 1c. the source socket's process had shut down reading and kept the fd:
+     * the kernel answered the peer's data with this RST (its recv then got
+     * ECONNRESET: a peer_reset line with after_shutdown) */
+    for (size_t i = lo; !ev && i < hi; i++) {
+        const struct lev *e = &ls->ev[i];
+        if (e->kind == LK_PEER_RESET && e->after_shutdown && e->ts_us >= t - o->tol_us &&
+            e->ts_us <= t + o->tol_us) {
+            ev = e;
+            v = V_SHUTDOWN;
+            note = "the process shut down the read side (shutdown SHUT_RD/SHUT_RDWR) and kept the "
+                   "fd; the peer's next data drew this RST";
+        }
+    }
     /* 2. an earlier close of the source socket: the RST answers later data */
     if (!ev) {
         for (size_t i = lo; i < hi; i++) {
@@ -386,6 +400,9 @@ static void judge(struct logset *ls, const struct rst *r, const struct opts *o,
         fix = first_hint(ev->causes);
     if (v == V_PEER)
         fix = "the other side reset it: run that side under rstshim to learn why";
+    if (v == V_SHUTDOWN)
+        fix = "shutdown(SHUT_RD) with the fd kept open resets whatever the peer sends next: shut "
+              "down only the write side (SHUT_WR) and read to EOF, or close";
     x->v = v;
     x->ev = ev;
     x->note = note;

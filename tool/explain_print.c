@@ -13,9 +13,11 @@
 static const char *const lkind_name[] = {"close", "peer_reset", "accept", "connect"};
 
 static const char *const verdict_key[NVERDICT] = {
-    "caused_by_close", "answered_after_close", "sent_by_peer", "not_explained"};
+    "caused_by_close", "answered_after_close", "answered_after_shutdown", "sent_by_peer",
+    "not_explained"};
 static const char *const verdict_text[NVERDICT] = {
-    "caused by a close", "answered data after a close", "sent by the peer", "not explained"};
+    "caused by a close", "answered data after a close", "answered data after a shutdown",
+    "sent by the peer", "not explained"};
 
 static void fmt_ts(int64_t us, char *out, size_t len)
 {

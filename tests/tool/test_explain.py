@@ -275,6 +275,33 @@ def t_listener_shutdown():
     return None if "fd 3: shutdown()" in txt else "text lacks 'fd 3: shutdown()':\n" + txt
 
 
+def t_after_shutdown():
+    """The server shut down reading and kept the fd; the client's later data
+    drew the server's RST; the server's recv got ECONNRESET (a peer_reset
+    line with after_shutdown): answered after a shutdown, not after its close."""
+    cap = os.path.join(TMP, "ashut.pcap")
+    srv, cli, t = "127.0.0.1", "127.0.0.3", T0 + 3
+    pk = [(t, tcp_seg(cli, srv, 40020, 8080, "S", seq=1)),
+          (t + 0.0001, tcp_seg(srv, cli, 8080, 40020, "SA", seq=500, ack=2)),
+          (t + 0.0002, tcp_seg(cli, srv, 40020, 8080, "A", seq=2, ack=501)),
+          (t + 0.0100, tcp_seg(srv, cli, 8080, 40020, "FA", seq=501, ack=2)),
+          (t + 0.0101, tcp_seg(cli, srv, 40020, 8080, "A", seq=2, ack=502)),
+          (t + 0.0200, tcp_seg(cli, srv, 40020, 8080, "PA", seq=2, ack=502, payload=b"late")),
+          (t + 0.0201, tcp_seg(srv, cli, 8080, 40020, "R", seq=502))]
+    write_pcap(cap, "EN10MB", pk)
+    log = os.path.join(TMP, "ashut.jsonl")
+    reset = {"ts": iso(t + 0.07), "mono_ns": 1, "event": "peer_reset", "pid": 4242, "tid": 4242,
+             "comm": "srv", "fd": 5, "local": "%s:8080" % srv, "peer": "%s:40020" % cli,
+             "cookie": 78, "errno": "ECONNRESET", "call": "recv", "after_shutdown": True}
+    with open(log, "w") as f:
+        f.write(json.dumps(reset) + "\n")
+        f.write(close_line(t + 0.08, "%s:8080" % srv, "%s:40020" % cli, [], False) + "\n")
+    p, rsts, tot = explain(cap, log)
+    got = [(r["verdict"], r.get("log", {}).get("event")) for r in rsts]
+    return expect(got, [("answered_after_shutdown", "peer_reset")], "verdicts") or \
+        expect(tot.get("answered_after_shutdown"), 1, "totals")
+
+
 def t_capture_hints():
     cap = os.path.join(TMP, "hints.pcap")
     a = "10.0.0.1"
@@ -658,6 +685,8 @@ CHECKS = [
     ("explain --tolerance", t_tolerance),
     ("explain IPv4-mapped log address, listener with a queue", t_mapped_and_listener),
     ("explain: a listener's shutdown(SHUT_RD) explains its queue's RSTs", t_listener_shutdown),
+    ("explain: an RST after the server's shutdown(SHUT_RDWR) and the peer's data",
+     t_after_shutdown),
     ("explain capture hints: closed port, no earlier packets", t_capture_hints),
     ("explain: not-IP frames ignored; nearest event and listener close", t_not_ip_and_nearest),
     ("explain usage errors", t_usage),
