@@ -36,7 +36,8 @@ enum {
     SEEN_RECV_TIMEOUT = 1u << 2, /* a blocking receive gave up under SO_RCVTIMEO */
     SEEN_PEER_RESET = 1u << 3,   /* ECONNRESET/EPIPE already reported */
     SEEN_EOF = 1u << 4,          /* a receive returned 0: the peer's FIN arrived */
-    SEEN_SHUT_RD = 1u << 5,      /* shutdown(SHUT_RD or SHUT_RDWR): data arriving now is reset */
+    SEEN_SHUT_RD = 1u << 5,      /* shutdown(SHUT_RD or SHUT_RDWR) succeeded */
+    SEEN_SHUT_WR = 1u << 6,      /* shutdown(SHUT_WR or SHUT_RDWR) succeeded: our FIN is queued */
 };
 
 struct socket_record {

@@ -145,9 +145,11 @@ void event_peer_reset(int fd, struct socket_record *rec, int err, const char *ca
     socket_fields(&line, fd, rec, true);
     logline_string(&line, "errno", format_errno_name(err, name));
     logline_string(&line, "call", call);
-    /* After our shutdown of the read side, the kernel answers the peer's
-     * next data with an RST of its own (TCPAbortOnData): this side sent it. */
-    if (__atomic_load_n(&rec->seen, __ATOMIC_RELAXED) & SEEN_SHUT_RD)
+    /* With both directions shut down (our FIN sent), the kernel answers the
+     * peer's next data with an RST of its own (TCPAbortOnData): the likely
+     * origin of this reset.  SHUT_RD alone resets nothing. */
+    uint32_t seen = __atomic_load_n(&rec->seen, __ATOMIC_RELAXED);
+    if ((seen & SEEN_SHUT_RD) && (seen & SEEN_SHUT_WR))
         logline_bool(&line, "after_shutdown", true);
     logline_end(&line);
 }

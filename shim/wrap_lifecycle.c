@@ -91,20 +91,32 @@ SHIM_EXPORT int listen(int fd, int backlog)
  * servers do it to wake the threads blocked in accept()).  The queue is
  * read before the call; the later close finds it empty.  A connection's
  * shutdown is not logged (it sends a FIN, not an RST), only remembered:
- * data the peer sends after SHUT_RD draws an RST from this side, and the
- * ECONNRESET that follows says so (peer_reset with after_shutdown). */
+ * once both directions are shut, data the peer sends draws an RST from
+ * this side (peer_reset says after_shutdown); an EPIPE after our own
+ * SHUT_WR is no reset at all. */
+/* A connection's shutdown, remembered in its record (unless another thread
+ * closed the fd and the record went to another socket meanwhile). */
+static int shutdown_connection(int fd, struct socket_record *rec, int how)
+{
+    uint32_t generation = __atomic_load_n(&rec->generation, __ATOMIC_ACQUIRE);
+    int ret = REAL(shutdown)(fd, how);
+    if (ret != 0 || __atomic_load_n(&rec->generation, __ATOMIC_ACQUIRE) != generation)
+        return ret;
+    uint32_t bits = (how == SHUT_RD ? SEEN_SHUT_RD : how == SHUT_WR ? SEEN_SHUT_WR
+                                                                     : SEEN_SHUT_RD | SEEN_SHUT_WR);
+    __atomic_fetch_or(&rec->seen, bits, __ATOMIC_RELAXED);
+    return ret;
+}
+
 SHIM_EXPORT int shutdown(int fd, int how)
 {
     struct socket_record *rec = fdtab_get(fd);
-    if (!rec || how == SHUT_WR || !guard_enter())
+    if (!rec || !guard_open())
         return REAL(shutdown)(fd, how);
-    if (rec->role != ROLE_LISTENER) {
-        guard_leave();
-        int ret = REAL(shutdown)(fd, how);
-        if (ret == 0) /* a reset that follows is this side's answer to the peer's data */
-            __atomic_fetch_or(&rec->seen, SEEN_SHUT_RD, __ATOMIC_RELAXED);
-        return ret;
-    }
+    if (rec->role != ROLE_LISTENER)
+        return shutdown_connection(fd, rec, how);
+    if (how == SHUT_WR || !guard_enter())
+        return REAL(shutdown)(fd, how);
     struct tcp_facts tcp;
     int saved = errno; /* the probe may fail; a successful shutdown leaves errno alone */
     bool listening = probe_tcp_info(fd, &tcp) && tcp.state == TCP_LISTEN;

@@ -43,6 +43,10 @@ static inline void mark_seen(struct socket_record *rec, uint32_t bit)
 
 static void report_peer_reset(int fd, struct traffic t, int err, const char *call)
 {
+    /* EPIPE after this process shut down its own write side is its own
+     * doing: the peer reset nothing (and nothing went on the wire). */
+    if (err == EPIPE && (__atomic_load_n(&t.rec->seen, __ATOMIC_RELAXED) & SEEN_SHUT_WR))
+        return;
     if (__atomic_fetch_or(&t.rec->seen, SEEN_PEER_RESET, __ATOMIC_RELAXED) & SEEN_PEER_RESET)
         return; /* once per socket: applications retry */
     if (!guard_enter())
@@ -180,6 +184,7 @@ static void for_each_passed_fd(const struct msghdr *msg, void (*fn)(int fd))
     if (!msg || !msg->msg_control || msg->msg_controllen < sizeof(struct cmsghdr) ||
         !guard_enter())
         return;
+    int saved = errno; /* probing a passed pipe or memfd fails (ENOTSOCK) after a good recvmsg */
     for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
         if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
             continue;
@@ -192,6 +197,7 @@ static void for_each_passed_fd(const struct msghdr *msg, void (*fn)(int fd))
         }
     }
     guard_leave();
+    errno = saved;
 }
 
 /* Received: a TCP socket handed over by another process (or thread). */

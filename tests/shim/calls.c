@@ -253,6 +253,38 @@ static int mode_stale(void)
     return 0;
 }
 
+/* A pipe received over SCM_RIGHTS: the shim asks whether it is a TCP
+ * socket (it is not: ENOTSOCK inside); the recvmsg succeeded and the
+ * caller's errno must be what it was. */
+static int mode_scm_pipe(void)
+{
+    int pair[2], pipefd[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM, 0, pair) || pipe(pipefd))
+        return 2;
+    char byte = 'x';
+    struct iovec iov = {&byte, 1};
+    union {
+        struct cmsghdr align;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } control;
+    memset(&control, 0, sizeof control);
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                         .msg_controllen = sizeof control.buf};
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &pipefd[0], sizeof(int));
+    if (sendmsg(pair[0], &msg, 0) != 1)
+        return 2;
+    memset(&control, 0, sizeof control);
+    msg.msg_controllen = sizeof control.buf;
+    errno = EDOM;
+    ssize_t n = recvmsg(pair[1], &msg, 0);
+    printf("recvmsg %zd, errno %s\n", n, strerrorname_np(errno));
+    return 0;
+}
+
 /* A daemon that closes every fd it did not open, then opens its own file:
  * the file gets fd 3 and must never receive the shim's lines. */
 static int mode_closeall(const char *path)
@@ -332,6 +364,8 @@ int main(int argc, char **argv)
         return mode_fork();
     if (!strcmp(mode, "exec"))
         return mode_exec();
+    if (!strcmp(mode, "scm_pipe"))
+        return mode_scm_pipe();
     if (!strcmp(mode, "stale"))
         return mode_stale();
     if (!strcmp(mode, "closeall") && argc > 2)

@@ -414,6 +414,58 @@ s.close()
 """
 
 
+SHUTDOWN_OTHER_HOST = r"""
+import socket, struct, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(4)
+c = socket.create_connection(s.getsockname())
+a, _ = s.accept()
+if sys.argv[1] == "rd":                # SHUT_RD alone resets nothing; the peer's own RST then
+    a.shutdown(socket.SHUT_RD)
+    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    c.close()
+    time.sleep(0.05)
+else:                                  # SHUT_WR, then our own send: EPIPE, nothing on the wire
+    a.shutdown(socket.SHUT_WR)
+try:
+    a.send(b"x")
+    print("sent")
+except (BrokenPipeError, ConnectionResetError) as e:
+    print(type(e).__name__)
+a.close()
+if sys.argv[1] != "rd":
+    c.close()
+s.close()
+"""
+
+
+def test_shutdown_not_a_reset(tmp):
+    """SHUT_RD alone does not make this side reset (the peer's own RST keeps
+    its name), and an EPIPE after our own SHUT_WR is no peer reset at all."""
+    for how, want_out, want_resets in (("rd", b"ConnectionResetError\n", [None]),
+                                       ("wr", b"BrokenPipeError\n", [])):
+        log = os.path.join(tmp, f"shut-{how}.jsonl")
+        p = run([sys.executable, "-c", SHUTDOWN_OTHER_HOST, how], env={"RSTSHIM_LOG": log})
+        bare = run([sys.executable, "-c", SHUTDOWN_OTHER_HOST, how], preload=False)
+        resets = [l.get("after_shutdown") for l in read_lines(log) if l.get("event") == "peer_reset"]
+        check(f"shutdown({'SHUT_RD' if how == 'rd' else 'SHUT_WR'}) then a failed send: "
+              f"peer_reset lines {want_resets}",
+              p.returncode == 0 and p.stdout == bare.stdout == want_out and resets == want_resets,
+              f"bare {bare.stdout!r} shimmed {p.stdout!r} {p.stderr[-200:]!r} resets {resets}")
+
+
+def test_received_pipe_keeps_errno(tmp):
+    """A pipe received over SCM_RIGHTS is probed (is it a TCP socket?) and is
+    not: the recvmsg succeeded, errno must stay as the caller left it."""
+    log = os.path.join(tmp, "scm.jsonl")
+    p = run([CALLS, "scm_pipe"], env={"RSTSHIM_LOG": log})
+    bare = run([CALLS, "scm_pipe"], preload=False)
+    check("recvmsg bringing a pipe over SCM_RIGHTS leaves errno as it was",
+          p.returncode == 0 and p.stdout == bare.stdout == b"recvmsg 1, errno EDOM\n",
+          f"bare {bare.stdout!r} shimmed {p.stdout!r} {p.stderr[-300:]!r}")
+
+
 def test_reset_after_shutdown(tmp):
     """After shutdown(SHUT_RDWR) with the fd kept open, the peer's data draws
     an RST from this side (KERNEL-FACTS); the ECONNRESET the server then
