@@ -40,6 +40,18 @@ static bool linger_zero_resets(int state, long long notsent)
            state == TCP_FIN_WAIT1 || state == TCP_FIN_WAIT2 || state == TCP_SYN_RECV;
 }
 
+/* TCP_LINGER2 < 0: an orphan may not wait in FIN_WAIT2.  A close there
+ * aborts at once (TCPAbortOnLinger); a close that still has its FIN to
+ * send or to see acked (ESTABLISHED, SYN_RECV, FIN_WAIT1) aborts when the
+ * peer's ACK of it comes: on loopback before close() returns, elsewhere a
+ * round trip later, as sure as the peer is alive.  Measured on the wire
+ * (scenarios linger2, linger2_close). */
+static bool linger2_resets(int state)
+{
+    return state == TCP_ESTABLISHED || state == TCP_SYN_RECV || state == TCP_FIN_WAIT1 ||
+           state == TCP_FIN_WAIT2;
+}
+
 /* Unread data resets unless the socket is already closed (reset by its peer). */
 static bool unread_resets(int state)
 {
@@ -93,9 +105,7 @@ struct close_verdict verdict_on_close(const struct close_facts *f)
             v.flags |= FLAG_UNREAD_DATA;
         if (is_linger_zero(f) && linger_zero_resets(f->tcp_state, f->notsent_bytes))
             v.flags |= FLAG_LINGER_ZERO;
-        /* TCP_LINGER2 < 0: tcp_close() aborts a FIN_WAIT2 socket instead of
-         * waiting for the peer's FIN (TCPAbortOnLinger). */
-        if (f->linger2_abort && f->tcp_state == TCP_FIN_WAIT2)
+        if (f->linger2_abort && linger2_resets(f->tcp_state))
             v.flags |= FLAG_TCP_LINGER2;
         if (is_immediate(f))
             v.flags |= FLAG_IMMEDIATE_CLOSE;

@@ -325,7 +325,7 @@ static void serve_sniff(int cfd)
  * once the client has acked that FIN (FIN_WAIT2; the client keeps its side
  * open), close: the kernel aborts instead of waiting for the client's FIN,
  * an RST (TCPAbortOnLinger) -> tcp_linger2, rst true. */
-static void serve_linger2(int cfd)
+static void read_set_linger2_reply(int cfd)
 {
     char head[HEAD_LEN];
     read_exact(cfd, head, sizeof head);
@@ -333,6 +333,20 @@ static void serve_linger2(int cfd)
     if (setsockopt(cfd, IPPROTO_TCP, TCP_LINGER2, &linger2, sizeof linger2) < 0)
         fail("TCP_LINGER2: %s", strerror(errno));
     reply(cfd, sizeof head);
+}
+
+/* linger2_close: the same without the shutdown: close() in ESTABLISHED sends
+ * the FIN, and the client's ACK of it finds an orphan with TCP_LINGER2 < 0:
+ * an RST (on loopback the ACK is processed before close() returns). */
+static void serve_linger2_close(int cfd)
+{
+    read_set_linger2_reply(cfd);
+    xclose(cfd);
+}
+
+static void serve_linger2(int cfd)
+{
+    read_set_linger2_reply(cfd);
     if (shutdown(cfd, SHUT_WR) < 0)
         fail("shutdown: %s", strerror(errno));
     for (int i = 0;; i++) {
@@ -845,6 +859,7 @@ static const struct mode modes[] = {
     ONE("ipv6", serve_close, AF_INET6, 1),
     ONE("linger0", serve_linger0, AF_INET, 0),
     ONE("linger2", serve_linger2, AF_INET, 0),
+    ONE("linger2_close", serve_linger2_close, AF_INET, 0),
     ONE("immediate", serve_close, AF_INET, 0),
     ONE("sniff", serve_sniff, AF_INET, 0),
     ONE("rcvtimeo", serve_rcvtimeo, AF_INET, 0),

@@ -199,14 +199,13 @@ def s_fix_drain(ctx):
     ctx.extra_checks.append(fix_line_check("close", {"fix": "drain", "drained_bytes": REST_LEN}))
 
 
-@scenario
-def s_linger2(ctx):
-    """TCP_LINGER2 -1, a reply, shutdown(SHUT_WR); the client keeps its side
-    open, so the server's close finds FIN_WAIT2 and aborts: an RST."""
-    srv = ctx.server("linger2")
+def linger2_scenario(ctx, mode):
+    """TCP_LINGER2 -1, a reply, then the server's close; the client keeps its
+    side open, so the orphan cannot wait in FIN_WAIT2: an RST."""
+    srv = ctx.server(mode)
     c = ctx.connect(srv)
     c.sendall(PING)
-    data, how = ctx.drain(c)           # the reply, then the server's FIN (SHUT_WR) ...
+    data, how = ctx.drain(c)           # the reply, then the server's FIN ...
     if how != "EOF":
         ctx.notes.append("[kernel] client expected the reply and EOF, got %r %s" % (data, how))
     ctx.finish_server(srv)             # ... the client's side stays open meanwhile
@@ -223,6 +222,18 @@ def s_linger2(ctx):
         return [] if ok else ["expected one TCP_LINGER2 setsockopt line (flags [tcp_linger2], "
                               "linger2 -1): %s" % [H.fmt(o) for o in found]]
     ctx.extra_checks.append(setsockopt_line)
+
+
+@scenario
+def s_linger2(ctx):
+    """After shutdown(SHUT_WR): the close finds FIN_WAIT2 and aborts."""
+    linger2_scenario(ctx, "linger2")
+
+
+@scenario
+def s_linger2_close(ctx):
+    """A plain close in ESTABLISHED: the client's ACK of the FIN is answered by an RST."""
+    linger2_scenario(ctx, "linger2_close")
 
 
 @scenario

@@ -172,8 +172,9 @@ static void shared(void)
     CHECK(v.rst == RST_NO);
 }
 
-/* TCP_LINGER2 < 0: a close in FIN_WAIT2 (our FIN acked, the peer's not
- * come) is an RST; in any other state it changes nothing. */
+/* TCP_LINGER2 < 0: the orphan may not wait in FIN_WAIT2: a close that has
+ * sent or will send its FIN resets (at once in FIN_WAIT2, at the peer's ACK
+ * otherwise); after the peer's FIN (CLOSE_WAIT) it changes nothing. */
 static void linger2(void)
 {
     struct close_facts f = connection();
@@ -183,8 +184,12 @@ static void linger2(void)
     struct close_verdict v = verdict_on_close(&f);
     CHECK(v.flags == FLAG_TCP_LINGER2 && v.rst == RST_YES);
     f.tcp_state = TCP_ESTABLISHED;
+    CHECK(verdict_on_close(&f).flags == FLAG_TCP_LINGER2);
+    f.tcp_state = TCP_FIN_WAIT1;
+    CHECK(verdict_on_close(&f).rst == RST_YES);
+    f.tcp_state = TCP_CLOSE_WAIT; /* the peer closed first: LAST_ACK, no FIN_WAIT2 */
     CHECK(verdict_on_close(&f).flags == 0);
-    f.tcp_state = TCP_FIN_WAIT1; /* our FIN not acked yet: not now (at the peer's ACK) */
+    f.tcp_state = TCP_CLOSE;
     CHECK(verdict_on_close(&f).rst == RST_NO);
     f.tcp_state = TCP_FIN_WAIT2;
     f.linger2_abort = false;
