@@ -387,6 +387,10 @@ static void apply_drain_fix(struct release *r, uint32_t seen)
     r->drained = drain_unread(r->fd, f->unread_bytes);
     f->unread_bytes = probe_unread(r->fd);
     if (r->have_tcp) {
+        /* Counted again: bytes may have arrived while draining. */
+        r->have_tcp = probe_tcp_info(r->fd, &r->tcp);
+    }
+    if (r->have_tcp) {
         apply_tcp_info(f, &r->tcp, seen);
         /* What the shim drained was not read by the application: a close
          * that read nothing is still an immediate_close. */
@@ -399,7 +403,8 @@ static void apply_drain_fix(struct release *r, uint32_t seen)
  * looked at again, as late as the shim can: a fresh connection closed
  * before anything arrived (the client's request lands now: an RST, not a
  * FIN), and a listener (connections keep completing).  Both are rare, so
- * the extra syscall is too.  What arrives after this still escapes. */
+ * the extra syscall is too.  What arrives after this still escapes (and
+ * with RSTSHIM_STACK=1 the stack capture that follows widens the window). */
 static void recheck_before_release(struct release *r, uint32_t seen)
 {
     struct close_facts *f = &r->facts;
@@ -477,10 +482,10 @@ static bool probe_release(struct release *r, int fd, const char *via)
     r->write = log_wants(r->verdict.flags != 0);
     if (r->write)
         record_learn_addresses(fd, rec, !f->listener);
+    recheck_before_release(r, seen);
     /* A cause, or one that verification may reveal: remember where. */
     if (shim_config.stack && r->write && ((r->verdict.flags & ~FLAG_SHARED) || r->verify))
         stack_capture(&r->stack);
-    recheck_before_release(r, seen);
     return true;
 }
 

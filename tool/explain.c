@@ -12,6 +12,9 @@
  *                     (or a listener close with pending connections);
  *   answered_after_close  an earlier close of that socket that sent FIN;
  *                     the RST answers what the peer sent afterwards;
+ *   answered_after_shutdown  the socket's process had shut down both
+ *                     directions and kept the fd (its peer_reset line says
+ *                     after_shutdown): the RST answers the peer's data;
  *   sent_by_peer      the RST's destination is a traced socket;
  *   not_explained     none of the above (a traced process may have owned the
  *                     4-tuple without a close that fits: its event is shown);

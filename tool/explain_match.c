@@ -313,9 +313,14 @@ static void judge(struct logset *ls, const struct rst *r, const struct opts *o,
         if (ev->rst < 0)
             note = "rst is null in the log: a shared socket the shim could not verify";
     }
-    /* 1b. a listener closed with connections queued: the one nearest in time */
+    /* 1b. a listener closed with connections queued: the one nearest in time.
+     * Not for a connection the log shows accepted before the RST: it had
+     * left the queue. */
+    bool accepted = false;
+    for (size_t i = lo; i < hi; i++)
+        accepted |= ls->ev[i].kind == LK_ACCEPT && ls->ev[i].ts_us <= t;
     const struct lev *listener = NULL;
-    for (size_t i = 0; !ev && i < ls->nl; i++) {
+    for (size_t i = 0; !ev && !accepted && i < ls->nl; i++) {
         const struct lev *e = &ls->lst[i];
         if (e->rst == 1 && (e->causes & (1u << CAUSE_PENDING_CONNECTIONS)) &&
             local_matches(e->local, r->src) && absdiff(e->ts_us, t) <= o->tol_us &&

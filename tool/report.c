@@ -350,6 +350,19 @@ static void on_close(struct report *r, json_t *o, long long pid, long long fd, c
         hist_add(&r->lifetime, json_number_value(d));
 }
 
+/* A listener's shutdown(SHUT_RD) that reset its queue counts as the release
+ * that sent those RSTs (one more listener close in the totals, so they add
+ * up); one that found the queue empty did nothing on the wire: not counted. */
+static void on_listener_shutdown(struct report *r, json_t *o, long long pid, long long fd,
+                                 const char *ts)
+{
+    if (!json_is_true(json_object_get(o, "rst")))
+        return;
+    r->closes++;
+    r->by_role[ROLE_LISTENER]++;
+    count_release(r, o, ROLE_LISTENER, pid, fd, ts);
+}
+
 /* Many containers logging into one place: the tag (RSTSHIM_TAG, a pod or
  * host name) says which one the RSTs come from.  Every event stretches the
  * tag's time span, but only closes weigh, so hosts rank by closes. */
@@ -360,7 +373,8 @@ static void count_tag(struct report *r, json_t *o, int kind, const char *ts)
         r->tagged++;
     else
         tag = "-";
-    bool close = kind == EV_CLOSE;
+    bool close = kind == EV_CLOSE ||
+                 (kind == EV_SHUTDOWN && json_is_true(json_object_get(o, "rst")));
     struct tk_key k;
     tk_key_make(&k, 0, 0, tag);
     struct tk_entry *e = topk_add(&r->tags, &k, close);
@@ -441,7 +455,7 @@ static void dispatch_event(struct report *r, json_t *o)
     count_tag(r, o, kind, ts);
     switch (kind) {
     case EV_CLOSE: on_close(r, o, pid, fd, ts); break;
-    case EV_SHUTDOWN: count_release(r, o, ROLE_LISTENER, pid, fd, ts); break;
+    case EV_SHUTDOWN: on_listener_shutdown(r, o, pid, fd, ts); break;
     case EV_SETSOCKOPT: on_setsockopt(r, o, pid, ts); break;
     case EV_PEER_RESET: {
         const char *err = get_str(o, "errno");

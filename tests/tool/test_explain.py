@@ -253,6 +253,12 @@ def t_listener_shutdown():
                (t + 0.0001, tcp_seg("127.0.0.1", "127.0.0.1", 9191, port, "SA", seq=9, ack=2)),
                (t + 0.0002, tcp_seg("127.0.0.1", "127.0.0.1", port, 9191, "A", seq=2, ack=10)),
                (t + 0.5, tcp_seg("127.0.0.1", "127.0.0.1", 9191, port, "RA", seq=10, ack=2))]
+    # an accepted connection on the same port, reset by the server at the same moment:
+    # it had left the queue (its accept line says so), the listener's shutdown is not why
+    pk += [(t - 0.2, tcp_seg("127.0.0.1", "127.0.0.1", 40013, 9191, "S", seq=1)),
+           (t - 0.1999, tcp_seg("127.0.0.1", "127.0.0.1", 9191, 40013, "SA", seq=9, ack=2)),
+           (t - 0.1998, tcp_seg("127.0.0.1", "127.0.0.1", 40013, 9191, "A", seq=2, ack=10)),
+           (t + 0.5001, tcp_seg("127.0.0.1", "127.0.0.1", 9191, 40013, "RA", seq=10, ack=2))]
     write_pcap(cap, "EN10MB", sorted(pk, key=lambda x: x[0]))
     log = os.path.join(TMP, "lshut.jsonl")
     shut = json.loads(close_line(t + 0.4999, "127.0.0.1:9191", None, ["pending_connections"],
@@ -260,7 +266,11 @@ def t_listener_shutdown():
     for k in ("via", "unread_bytes", "peer", "state"):
         shut.pop(k)
     shut.update(event="shutdown", how="SHUT_RD", pending=2)
+    accept = {"ts": iso(t - 0.1), "mono_ns": 1, "event": "accept", "pid": 4242, "tid": 4242,
+              "comm": "srv", "fd": 6, "local": "127.0.0.1:9191", "peer": "127.0.0.1:40013",
+              "cookie": 79, "listen_fd": 3}
     with open(log, "w") as f:
+        f.write(json.dumps(accept) + "\n")
         f.write(json.dumps(shut) + "\n")
         o = json.loads(close_line(t + 0.5001, "127.0.0.1:9191", None, [], False, unread=None,
                                   role="listener", fd=3))
@@ -268,7 +278,8 @@ def t_listener_shutdown():
         f.write(json.dumps(o) + "\n")
     p, rsts, tot = explain(cap, log)
     got = [(r["verdict"], r.get("log", {}).get("event")) for r in rsts]
-    err = expect(got, [("caused_by_close", "shutdown")] * 2, "verdicts")
+    err = expect(got, [("caused_by_close", "shutdown")] * 2 + [("not_explained", "accept")],
+                 "verdicts (the accepted connection is not the listener's)")
     if err:
         return err
     txt = subprocess.run([TOOL, "explain", cap, log], capture_output=True, text=True).stdout

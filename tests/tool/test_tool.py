@@ -137,6 +137,8 @@ def t_report_listener_shutdown():
     path = tmp("shutdown.jsonl")
     common = {"pid": 7, "tid": 7, "comm": "srv", "fd": 3, "local": "127.0.0.1:9000"}
     lines = [dict(common, ts="2026-11-21T10:00:00.000000Z", event="listen", backlog=16),
+             dict(common, ts="2026-11-21T10:00:00.500000Z", event="shutdown", how="SHUT_RD",
+                  role="listener", pending=0, flags=[], rst=False),  # nothing queued: no RST
              dict(common, ts="2026-11-21T10:00:01.000000Z", event="shutdown", how="SHUT_RD",
                   role="listener", pending=3, flags=["pending_connections"], rst=True),
              dict(common, ts="2026-11-21T10:00:01.000100Z", event="close", via="close",
@@ -148,9 +150,11 @@ def t_report_listener_shutdown():
     c, causes, ev = d["closes"], d["causes"], d["input"]["events"]
     return first_error(
         expect(p.returncode, 0, "exit status"),
-        expect((ev.get("shutdown"), ev.get("close")), (1, 1), "shutdown/close events"),
+        expect((ev.get("shutdown"), ev.get("close")), (2, 1), "shutdown/close events"),
         expect((c["rst_true"], c["rst_false"], c["connections_reset"]), (1, 1, 3),
                "rst true/false, connections reset"),
+        expect(c["total"], c["rst_true"] + c["rst_false"] + c["rst_unknown"],
+               "closes add up (a resetting shutdown counts as a listener's release)"),
         expect(causes.get("pending_connections", {}).get("rst"), 1, "pending_connections rst"),
         expect([(x["local"], x["connections_reset"]) for x in d["rst_per_listener"]],
                [("127.0.0.1:9000", 3)], "per listener"))
