@@ -183,48 +183,6 @@ def expect_fin(ctx, c):
 
 
 @scenario
-def s_fix_drain(ctx):
-    """RSTSHIM_FIX=drain: the bytes the server left unread are read and
-    dropped before its close, so the client gets a FIN: no RST on the wire."""
-    if not ctx.shim:
-        return "SKIP", "a fix of the shim's: without it this close is an RST (see unread)"
-    ctx.extra_env["RSTSHIM_FIX"] = "drain"
-    srv = ctx.server("unread")
-    c = ctx.connect(srv)
-    c.sendall(UNREAD)
-    expect_fin(ctx, c)
-    ctx.finish_server(srv)
-    ctx.expect_close("accepted", srv.addr, c.addr, flags=[], rst=False, unread=0, pid=srv.pid)
-    ctx.expect_listener(srv)
-    ctx.extra_checks.append(fix_line_check("close", {"fix": "drain", "drained_bytes": REST_LEN}))
-
-
-def linger2_scenario(ctx, mode):
-    """TCP_LINGER2 -1, a reply, then the server's close; the client keeps its
-    side open, so the orphan cannot wait in FIN_WAIT2: an RST."""
-    srv = ctx.server(mode)
-    c = ctx.connect(srv)
-    c.sendall(PING)
-    data, how = ctx.drain(c)           # the reply, then the server's FIN ...
-    if how != "EOF":
-        ctx.notes.append("[kernel] client expected the reply and EOF, got %r %s" % (data, how))
-    ctx.finish_server(srv)             # ... the client's side stays open meanwhile
-    c.close()
-    ctx.expect_close("accepted", srv.addr, c.addr, flags=["tcp_linger2"], rst=True, unread=0,
-                     pid=srv.pid)
-    ctx.expect_listener(srv)
-
-    def setsockopt_line(lines):
-        found = [o for o in lines if o.get("event") == "setsockopt"
-                 and o.get("option") == "TCP_LINGER2"]
-        ok = len(found) == 1 and found[0].get("flags") == ["tcp_linger2"] \
-            and found[0].get("linger2") == -1 and found[0].get("peer") == c.addr
-        return [] if ok else ["expected one TCP_LINGER2 setsockopt line (flags [tcp_linger2], "
-                              "linger2 -1): %s" % [H.fmt(o) for o in found]]
-    ctx.extra_checks.append(setsockopt_line)
-
-
-@scenario
 def s_linger2(ctx):
     """After shutdown(SHUT_WR): the close finds FIN_WAIT2 and aborts."""
     linger2_scenario(ctx, "linger2")
@@ -248,24 +206,34 @@ def s_sniff(ctx):
     ctx.expect_listener(srv)
 
 
-@scenario
-def s_fix_drain_immediate(ctx):
-    """RSTSHIM_FIX=drain on the sniff server: the shim reads the request away,
-    the client gets a FIN, and the close is still an immediate_close (the
-    bytes the shim drained were not read by the application)."""
+def fix_drain_scenario(ctx, mode, flags, drained, without):
+    """RSTSHIM_FIX=drain on `mode`'s server: the shim reads away what the
+    application left unread before the close, so the client gets a FIN."""
     if not ctx.shim:
-        return "SKIP", "a fix of the shim's: without it this close is an RST (see sniff)"
+        return "SKIP", "a fix of the shim's: without it this close is an RST (see %s)" % without
     ctx.extra_env["RSTSHIM_FIX"] = "drain"
-    srv = ctx.server("sniff")
+    srv = ctx.server(mode)
     c = ctx.connect(srv)
     c.sendall(UNREAD)
     expect_fin(ctx, c)
     ctx.finish_server(srv)
-    ctx.expect_close("accepted", srv.addr, c.addr, flags=["immediate_close"], rst=False,
-                     unread=0, pid=srv.pid)
+    ctx.expect_close("accepted", srv.addr, c.addr, flags=flags, rst=False, unread=0, pid=srv.pid)
     ctx.expect_listener(srv)
-    ctx.extra_checks.append(fix_line_check("close", {"fix": "drain",
-                                                     "drained_bytes": HEAD_LEN + REST_LEN}))
+    ctx.extra_checks.append(fix_line_check("close", {"fix": "drain", "drained_bytes": drained}))
+    return None
+
+
+@scenario
+def s_fix_drain(ctx):
+    """The bytes the server left unread are drained: a FIN, no RST on the wire."""
+    return fix_drain_scenario(ctx, "unread", [], REST_LEN, "unread")
+
+
+@scenario
+def s_fix_drain_immediate(ctx):
+    """On the sniff server: a FIN, and the close is still an immediate_close
+    (the bytes the shim drained were not read by the application)."""
+    return fix_drain_scenario(ctx, "sniff", ["immediate_close"], HEAD_LEN + REST_LEN, "sniff")
 
 
 @scenario

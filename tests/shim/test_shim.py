@@ -293,14 +293,20 @@ def test_queue_pressure(tmp):
           and lines[0]["local"] == f"127.0.0.1:{ports[0].decode()}", f"{p.stderr[-300:]} {lines}")
 
 
-PEEK_HOST = r"""
-import socket, time
+# The start of the small Python hosts below: a listener, a client and the
+# accepted end (s, c, a).
+CONNECTED_PAIR = r"""
+import socket, struct, sys, time
 s = socket.socket()
 s.bind(("127.0.0.1", 0))
 s.listen(4)
 c = socket.create_connection(s.getsockname())
-c.send(b"GET / HTTP/1.0\r\n\r\n")
 a, _ = s.accept()
+"""
+
+
+PEEK_HOST = CONNECTED_PAIR + r"""
+c.send(b"GET / HTTP/1.0\r\n\r\n")
 time.sleep(0.05)
 print(len(a.recv(4, socket.MSG_PEEK)))   # sniff the protocol: bytes returned, none read
 a.close()                                # at once: unread data, an immediate close
@@ -324,13 +330,7 @@ def test_peek_then_close(tmp):
               f"{p.stdout!r} {p.stderr[-300:]!r} {accepted}")
 
 
-ERRQUEUE_HOST = r"""
-import socket, struct
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-s.listen(4)
-c = socket.create_connection(s.getsockname())
-a, _ = s.accept()
+ERRQUEUE_HOST = CONNECTED_PAIR + r"""
 a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 200000))
 try:
     a.recvmsg(64, 64, socket.MSG_ERRQUEUE)   # empty error queue: EAGAIN at once
@@ -393,13 +393,7 @@ def test_inherited_listener_rcvtimeo(tmp):
           and "recv_timeout" in accepted[0]["flags"], f"{p.stdout!r} {p.stderr[-300:]!r} {accepted}")
 
 
-SHUTDOWN_HOST = r"""
-import socket, time
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-s.listen(4)
-c = socket.create_connection(s.getsockname())
-a, _ = s.accept()
+SHUTDOWN_HOST = CONNECTED_PAIR + r"""
 a.shutdown(socket.SHUT_RDWR)      # the fd stays open
 c.send(b"late")                   # this side's kernel answers with an RST
 time.sleep(0.05)
@@ -414,13 +408,7 @@ s.close()
 """
 
 
-SHUTDOWN_OTHER_HOST = r"""
-import socket, struct, sys, time
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-s.listen(4)
-c = socket.create_connection(s.getsockname())
-a, _ = s.accept()
+SHUTDOWN_OTHER_HOST = CONNECTED_PAIR + r"""
 if sys.argv[1] == "rd":                # SHUT_RD alone resets nothing; the peer's own RST then
     a.shutdown(socket.SHUT_RD)
     c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
