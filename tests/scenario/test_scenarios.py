@@ -182,6 +182,31 @@ def expect_fin(ctx, c):
     c.close()
 
 
+def linger2_scenario(ctx, mode):
+    """TCP_LINGER2 -1, a reply, then the server's close; the client keeps its
+    side open, so the orphan cannot wait in FIN_WAIT2: an RST."""
+    srv = ctx.server(mode)
+    c = ctx.connect(srv)
+    c.sendall(PING)
+    data, how = ctx.drain(c)           # the reply, then the server's FIN ...
+    if how != "EOF":
+        ctx.notes.append("[kernel] client expected the reply and EOF, got %r %s" % (data, how))
+    ctx.finish_server(srv)             # ... the client's side stays open meanwhile
+    c.close()
+    ctx.expect_close("accepted", srv.addr, c.addr, flags=["tcp_linger2"], rst=True, unread=0,
+                     pid=srv.pid)
+    ctx.expect_listener(srv)
+
+    def setsockopt_line(lines):
+        found = [o for o in lines if o.get("event") == "setsockopt"
+                 and o.get("option") == "TCP_LINGER2"]
+        ok = len(found) == 1 and found[0].get("flags") == ["tcp_linger2"] \
+            and found[0].get("linger2") == -1 and found[0].get("peer") == c.addr
+        return [] if ok else ["expected one TCP_LINGER2 setsockopt line (flags [tcp_linger2], "
+                              "linger2 -1): %s" % [H.fmt(o) for o in found]]
+    ctx.extra_checks.append(setsockopt_line)
+
+
 @scenario
 def s_linger2(ctx):
     """After shutdown(SHUT_WR): the close finds FIN_WAIT2 and aborts."""
