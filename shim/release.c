@@ -193,7 +193,7 @@ static void facts_from_record(struct close_facts *f, const struct release *r)
     /* The age matters only to immediate_close: an accepted connection that
      * was neither read nor written.  A close the wrappers saw traffic on
      * reads the clock later, only if TCP_INFO then says no byte was read
-     * or written (MSG_PEEK returns bytes but reads none): with_age(). */
+     * or written (MSG_PEEK returns bytes but reads none): verdict_with_age(). */
     uint32_t seen = __atomic_load_n(&rec->seen, __ATOMIC_RELAXED);
     f->age_ms = -1;
     if (f->accepted && !(seen & (SEEN_READ | SEEN_WROTE)))
@@ -386,14 +386,12 @@ static void apply_drain_fix(struct release *r, uint32_t seen)
     struct close_facts *f = &r->facts;
     r->drained = drain_unread(r->fd, f->unread_bytes);
     f->unread_bytes = probe_unread(r->fd);
-    if (r->have_tcp) {
-        /* Counted again: bytes may have arrived while draining. */
-        r->have_tcp = probe_tcp_info(r->fd, &r->tcp);
-    }
-    if (r->have_tcp) {
+    /* Counted again (bytes may have arrived while draining), without what
+     * the shim drained: the application did not read it, and a close that
+     * read nothing is still an immediate_close.  If TCP_INFO fails now, the
+     * counts from before the drain are still the application's. */
+    if (r->have_tcp && probe_tcp_info(r->fd, &r->tcp)) {
         apply_tcp_info(f, &r->tcp, seen);
-        /* What the shim drained was not read by the application: a close
-         * that read nothing is still an immediate_close. */
         f->bytes_read = f->bytes_read > r->drained ? f->bytes_read - r->drained : 0;
     }
 }
