@@ -447,6 +447,9 @@ def start_tcpdump(iface, path):
     return p
 
 
+SO_TIMESTAMPNS = 35  # also SCM_TIMESTAMPNS; Python's socket module does not name it
+
+
 class PacketWriter:
     """AF_PACKET on lo written to a pcap file as is: unlike tcpdump it keeps
     both copies of every segment (outgoing and incoming)."""
@@ -455,6 +458,11 @@ class PacketWriter:
         import threading
         self.sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(3))
         self.sock.bind(("lo", 0))
+        # the kernel's receive time, as libpcap records it: a time taken here after
+        # recv() lags by however long this thread waited for the GIL and the CPU,
+        # enough on a loaded 2-core machine to put the two copies of one RST more
+        # than explain's 1 ms apart (seen in CI)
+        self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self.sock.settimeout(0.05)
         self.f = open(path, "wb")
         self.f.write(struct.pack("<IHHiIII", 0xa1b2c3d4, 2, 4, 0, 0, 65535, 1))
@@ -465,12 +473,17 @@ class PacketWriter:
     def _run(self):
         while not self.stopping:
             try:
-                frame = self.sock.recv(65535)
+                frame, anc, _, _ = self.sock.recvmsg(65535, socket.CMSG_SPACE(16))
             except socket.timeout:
                 continue
-            t = time.time()
-            sec = int(t)
-            self.f.write(struct.pack("<IIII", sec, int((t - sec) * 1e6), len(frame), len(frame)))
+            stamps = [struct.unpack("qq", data[:16]) for level, kind, data in anc
+                      if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS]
+            if stamps:
+                sec, nsec = stamps[0]
+            else:
+                t = time.time()
+                sec, nsec = int(t), int((t - int(t)) * 1e9)
+            self.f.write(struct.pack("<IIII", sec, nsec // 1000, len(frame), len(frame)))
             self.f.write(frame)
 
     def stop(self):
