@@ -38,6 +38,8 @@ enum {
     SEEN_EOF = 1u << 4,          /* a receive returned 0: the peer's FIN arrived */
     SEEN_SHUT_RD = 1u << 5,      /* shutdown(SHUT_RD or SHUT_RDWR) succeeded */
     SEEN_SHUT_WR = 1u << 6,      /* shutdown(SHUT_WR or SHUT_RDWR) succeeded: our FIN is queued */
+    SEEN_READ_TO_EOF = 1u << 7,  /* a receive without MSG_PEEK returned 0: all before
+                                    the FIN (or our SHUT_RD) was read */
 };
 
 struct socket_record {

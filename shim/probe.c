@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/sock_diag.h>
 #include <linux/sockios.h>
 #include <linux/tcp.h>
 #include <netinet/in.h>
@@ -31,8 +32,19 @@ bool probe_tcp_info(int fd, struct tcp_facts *out)
     return true;
 }
 
+/* SIOCINQ takes the socket lock, and releasing it runs the softirq work
+ * queued meanwhile; SO_MEMINFO reads the receive memory charged without the
+ * lock: ~190 ns less here (bench: churn flagged +0.4 %).  Nothing charged
+ * means empty receive and out-of-order queues, so nothing unread; anything
+ * charged (data, or a FIN alone, which SIOCINQ does not count) is asked of
+ * SIOCINQ.  A kernel without SO_MEMINFO (before 4.12) gets SIOCINQ alone. */
 long long probe_unread(int fd)
 {
+    uint32_t meminfo[SK_MEMINFO_VARS];
+    socklen_t len = sizeof meminfo;
+    if (getsockopt(fd, SOL_SOCKET, SO_MEMINFO, meminfo, &len) == 0 &&
+        len > SK_MEMINFO_RMEM_ALLOC * sizeof meminfo[0] && meminfo[SK_MEMINFO_RMEM_ALLOC] == 0)
+        return 0;
     int unread = 0;
     return ioctl(fd, SIOCINQ, &unread) == 0 ? unread : -1;
 }

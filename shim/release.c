@@ -324,7 +324,17 @@ static void ask_linger(struct release *r)
     r->stale = err == -ENOTSOCK || err == -EBADF;
 }
 
-/* A connection's release: SIOCINQ always; SO_LINGER from what setsockopt
+/* A receive that returned 0 had read everything before the peer's FIN, and
+ * after a FIN the kernel queues no more data (it drops it, or resets): no
+ * need to ask.  Not when our own SHUT_RD made that 0 (data may still come),
+ * nor when another process shares the socket (its shutdown is not seen
+ * here).  Servers whose clients close first save the probe's syscall. */
+static bool nothing_can_be_unread(const struct close_facts *f, uint32_t seen)
+{
+    return (seen & SEEN_READ_TO_EOF) && !(seen & SEEN_SHUT_RD) && !f->shared_with_process;
+}
+
+/* A connection's release: SIOCINQ unless nothing_can_be_unread(); SO_LINGER from what setsockopt
  * saw, asked of the kernel only when unknown or when a flag is about to be
  * raised (to confirm the linger in force and that the fd is still this
  * socket); TCP_INFO only when the verdict needs the state or bytes. */
@@ -340,7 +350,7 @@ static void probe_connection(struct release *r, uint32_t seen)
     }
     if (r->stale)
         return;
-    f->unread_bytes = probe_unread(r->fd);
+    f->unread_bytes = nothing_can_be_unread(f, seen) ? 0 : probe_unread(r->fd);
     if (f->unread_bytes < 0 && errno == EBADF) {
         r->stale = true;
         return;
@@ -414,7 +424,8 @@ static void recheck_before_release(struct release *r, uint32_t seen)
             return;
         f->pending = tcp.unacked;
     } else {
-        if (f->unread_bytes != 0 || !(r->verdict.flags & FLAG_IMMEDIATE_CLOSE))
+        if (f->unread_bytes != 0 || !(r->verdict.flags & FLAG_IMMEDIATE_CLOSE) ||
+            nothing_can_be_unread(f, seen))
             return;
         long long unread = probe_unread(r->fd);
         if (unread <= 0)

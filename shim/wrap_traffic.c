@@ -7,6 +7,7 @@
  * no syscall on the common path. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdint.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -91,7 +92,7 @@ static inline void after_transfer(int fd, struct traffic t, ssize_t n, size_t wa
         return;
     }
     if (n == 0 && receiving && want > 0) {
-        mark_seen(t.rec, SEEN_EOF);
+        mark_seen(t.rec, (msg_flags & MSG_PEEK) ? SEEN_EOF : SEEN_EOF | SEEN_READ_TO_EOF);
         return;
     }
     if (n < 0) {
@@ -178,6 +179,18 @@ SHIM_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen,
     return __recvfrom_chk_tracked(fd, buf, len, buflen, flags, addr, addr_len);
 }
 
+/* Whether a vectored receive asked for any byte: one that asked for none
+ * returns 0 without meaning EOF.  Looked at only when it returned 0. */
+static size_t iov_wants_bytes(const struct iovec *iov, size_t count)
+{
+    if (!iov || count > IOV_MAX)
+        return 0; /* the call failed */
+    for (size_t i = 0; i < count; i++)
+        if (iov[i].iov_len > 0)
+            return 1;
+    return 0;
+}
+
 /* Calls fn for every fd carried in msg's SCM_RIGHTS messages. */
 static void for_each_passed_fd(const struct msghdr *msg, void (*fn)(int fd))
 {
@@ -219,7 +232,8 @@ SHIM_EXPORT ssize_t recvmsg(int fd, struct msghdr *msg, int flags)
     ssize_t n = REAL(recvmsg)(fd, msg, flags);
     if (n >= 0)
         for_each_passed_fd(msg, adopt_received); /* no syscall unless fds arrived */
-    RECEIVED(fd, t, n, msg && msg->msg_iovlen ? 1 : 0, flags, "recvmsg");
+    RECEIVED(fd, t, n, n == 0 && msg ? iov_wants_bytes(msg->msg_iov, msg->msg_iovlen) : 1, flags,
+             "recvmsg");
     return n;
 }
 
@@ -259,7 +273,7 @@ static SHIM_NOINLINE ssize_t readv_tracked(int fd, const struct iovec *iov, int 
 {
     struct traffic t = traffic_lookup(fd);
     ssize_t n = REAL(readv)(fd, iov, count);
-    RECEIVED(fd, t, n, (size_t)(count > 0), 0, "readv");
+    RECEIVED(fd, t, n, n == 0 && count > 0 ? iov_wants_bytes(iov, (size_t)count) : 1, 0, "readv");
     return n;
 }
 

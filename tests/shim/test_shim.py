@@ -8,6 +8,7 @@ logged.  The wire-level checks (RSTs captured on lo) are tests/scenario/.
 import glob
 import json
 import os
+import re
 import shutil
 import socket
 import stat
@@ -31,6 +32,11 @@ def check(name, ok, why=""):
     else:
         results["failed"] += 1
         print(f"FAIL {name}: {why}")
+
+
+def skip(name, why):
+    results["skipped"] += 1
+    print(f"SKIP {name}: {why}")
 
 
 def run(args, env=None, preload=True, timeout=60):
@@ -330,6 +336,116 @@ def test_peek_then_close(tmp):
               f"{p.stdout!r} {p.stderr[-300:]!r} {accepted}")
 
 
+UNREAD_HOST = r"""
+import socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(8)
+# (bytes sent, client's FIN too, bytes read, then read the EOF) per connection,
+cases = [(10, True, 10, True), (10, True, 10, False), (10, False, 4, False), (10, True, 4, False)]
+pairs = []
+for sent, fin, read, eof in cases:
+    c = socket.create_connection(s.getsockname())
+    a, _ = s.accept()
+    c.sendall(b"x" * sent)
+    if fin:
+        c.shutdown(socket.SHUT_WR)
+    time.sleep(0.02)
+    got = 0
+    while got < read:
+        got += len(a.recv(read - got))
+    if eof:
+        assert a.recv(10) == b""
+    pairs.append((a, c))
+for a, c in pairs:
+    a.close()
+    c.close()
+s.close()
+"""
+
+
+def test_unread_counts(tmp):
+    """unread_bytes is what SIOCINQ says whatever the queue holds.  The shim
+    asks SO_MEMINFO first and stops when no receive memory is charged; else
+    it asks SIOCINQ.  Cases: the EOF read (an empty queue), the data read but
+    not the EOF (no RST), data unread, data and a FIN unread (the FIN is not
+    counted).  (strace shows both paths here: the client ends, closed last,
+    hold the server's FIN alone, charged yet not data.)"""
+    log = os.path.join(tmp, "unread.jsonl")
+    p = run([sys.executable, "-c", UNREAD_HOST], env={"RSTSHIM_LOG": log, "RSTSHIM_EVENTS": "all"})
+    accepted = [l for l in closes(read_lines(log)) if l.get("role") == "accepted"]
+    got = [(l["unread_bytes"], l["flags"], l["rst"]) for l in accepted]
+    want = [(0, [], False), (0, [], False), (6, ["unread_data"], True), (6, ["unread_data"], True)]
+    check("unread_bytes: the EOF read, the data read but not the EOF, data unread, data and a FIN unread",
+          p.returncode == 0 and got == want, f"{p.stderr[-300:]!r} {got}")
+
+
+EOF_HOST = r"""
+import os, socket, sys, time
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen(8)
+def pair():
+    c = socket.create_connection(s.getsockname())
+    a, _ = s.accept()
+    return a, c
+# eof: the client's data and FIN, both read: nothing can be unread
+a, c = pair()
+c.sendall(b"abc")
+c.shutdown(socket.SHUT_WR)
+assert a.recv(10) == b"abc" and a.recv(10) == b""
+print("eof", a.fileno(), flush=True)
+a.close(); c.close()
+# shut_rd: our SHUT_RD makes recv return 0, yet later data is still queued
+a, c = pair()
+a.shutdown(socket.SHUT_RD)
+assert a.recv(10) == b""
+c.sendall(b"y" * 5)
+time.sleep(0.05)
+a.close(); c.close()
+# empty receives: zero-length iovecs return 0 once data is there (they wait
+# for it), with no EOF behind them
+for receive in (lambda a: os.readv(a.fileno(), [bytearray(0)]), lambda a: a.recvmsg(0)[0]):
+    a, c = pair()
+    c.sendall(b"y" * 5)
+    time.sleep(0.05)
+    assert receive(a) in (0, b"")
+    a.close(); c.close()
+s.close()
+"""
+
+
+def test_eof_read_needs_no_probe(tmp):
+    """After a receive returned 0 for the peer's FIN, nothing can be unread:
+    the close asks the kernel nothing (strace shows no SIOCINQ or SO_MEMINFO
+    on it).  A 0 that is not that FIN must not count: after our own SHUT_RD
+    (later data still queues: an RST), or from readv/recvmsg asking for no
+    byte at all."""
+    log = os.path.join(tmp, "eof.jsonl")
+    trace = os.path.join(tmp, "strace.txt")
+    env = {"RSTSHIM_LOG": log, "RSTSHIM_EVENTS": "all"}
+    strace = shutil.which("strace")
+    args = [sys.executable, "-c", EOF_HOST]
+    if strace:
+        args = [strace, "-f", "-o", trace, "-e", "trace=ioctl,getsockopt,close"] + args
+    p = run(args, env=env)
+    accepted = [l for l in closes(read_lines(log)) if l.get("role") == "accepted"]
+    got = [(l["unread_bytes"], l["flags"][:1], l["rst"]) for l in accepted]
+    want = [(0, [], False)] + [(5, ["unread_data"], True)] * 3  # and immediate_close
+    check("closes after a receive returned 0: the peer's FIN, our SHUT_RD, empty readv/recvmsg",
+          p.returncode == 0 and got == want, f"{p.stderr[-300:]!r} {got}")
+    if not strace:
+        skip("the close after the EOF asks nothing", "strace missing (apt-get install strace)")
+        return
+    fd = p.stdout.split()[1].decode()
+    with open(trace) as f:
+        calls = f.read().splitlines()
+    # the calls on that fd between the EOF's close line and the one before it
+    end = next(i for i, l in enumerate(calls) if re.search(rf"\bclose\({fd}\) += 0", l))
+    probes = [l for l in calls[:end] if re.search(rf"(ioctl|getsockopt)\({fd}, .*(FIONREAD|SO_MEMINFO)", l)]
+    check("the close after the EOF asks nothing (no SIOCINQ, no SO_MEMINFO)", not probes, probes)
+
+
 ERRQUEUE_HOST = CONNECTED_PAIR + r"""
 a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 200000))
 try:
@@ -487,8 +603,7 @@ def test_listen_drops(tmp):
     """The ListenOverflows/ListenDrops deltas at exit, blamed on the process
     when its listener is the only one in the (private) network namespace."""
     if os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
-        print("SKIP listen_drops: needs root, unshare and ip (a private network namespace)")
-        results["skipped"] += 1
+        skip("listen_drops", "needs root, unshare and ip (a private network namespace)")
         return
     log = os.path.join(tmp, "drops.jsonl")
     script = os.path.join(tmp, "overflow.py")
