@@ -40,6 +40,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -1365,6 +1366,25 @@ static void cpu_model(char *out, size_t size)
     snprintf(out, size, "%.*s", (int)n, p);
 }
 
+/* What one plain syscall (getppid) costs on the bench's CPU now: the
+ * price of every syscall the shim adds.  This VM's varies between boots
+ * (120 ns on one, 1,100 ns on another with the same kernel), and the
+ * churn rows move with it.  Median of 31 batches of 2,000 calls. */
+static double syscall_ns(void)
+{
+    double batch[31];
+    for (int b = 0; b < 31; b++) {
+        uint64_t t0 = now_ns();
+        for (int i = 0; i < 2000; i++)
+            syscall(SYS_getppid);
+        batch[b] = (double)(now_ns() - t0) / 2000;
+    }
+    qsort(batch, 31, sizeof batch[0], cmp_double);
+    return batch[15];
+}
+
+static double syscall_before_ns, syscall_after_ns;
+
 static void print_header(void)
 {
     struct utsname u;
@@ -1387,6 +1407,10 @@ static void print_header(void)
            (double)opt.slice_ns / 1e6, TARGET_CI_HALF * 100, (double)ext_row_ns / 1e9, opt.cpu,
            opt.netns ? "each row in a private network namespace (own TIME_WAIT table)"
                      : opt.netns_why);
+    printf("syscall: a plain one (getppid) costs %.0f ns on CPU %d (%.0f ns at the start, %.0f at the\n"
+           "         end): the price of each syscall the shim adds to an operation.\n",
+           (syscall_before_ns + syscall_after_ns) / 2, opt.cpu, syscall_before_ns,
+           syscall_after_ns);
     if (opt.log)
         printf("log:     RSTSHIM_LOG=%s for every shimmed server (--log; lines not counted)\n",
                opt.log);
@@ -1549,6 +1573,7 @@ int main(int argc, char **argv)
     ext_row_ns = q ? 3e9 : 8e9;
     ext_budget_ns = q ? 20e9 : 80e9;
 
+    syscall_before_ns = syscall_ns();
     run_row(W_CHURN, BARE, &churn);
     run_row(W_CHURN, FLAGGED, &churn);
     run_row(W_CHURN, ALL, &churn);
@@ -1584,6 +1609,7 @@ int main(int argc, char **argv)
         run_wrk_row(W_WRK_KA, ALL, 6);
         run_wrk_row(W_WRK_CLOSE, ALL, 6);
     }
+    syscall_after_ns = syscall_ns();
     unlink(fdops_file);
     if (raw)
         fclose(raw);
