@@ -59,6 +59,9 @@ struct socket_record {
     int backlog;         /* listeners: as requested */
     uint64_t start_ns;   /* CLOCK_MONOTONIC at accept/connect; 0 when unknown */
     uint64_t cookie;     /* SO_COOKIE, 0 until asked */
+    uint64_t bytes_seen_read; /* what the receive wrappers saw the application read (not
+                                 MSG_PEEK); a lower bound: splice, io_uring, a forked
+                                 child read unseen, and threads racing may lose an add */
     struct sockaddr_storage local;
     socklen_t local_len; /* 0: ask getsockname when a line needs it */
     struct sockaddr_storage peer;

@@ -334,6 +334,29 @@ static bool nothing_can_be_unread(const struct close_facts *f, uint32_t seen)
     return (seen & SEEN_READ_TO_EOF) && !(seen & SEEN_SHUT_RD) && !f->shared_with_process;
 }
 
+/* With TCP_INFO at hand (every close line carries it with RSTSHIM_EVENTS=all),
+ * the bytes received can answer without SIOCINQ when the wrappers saw the
+ * application read them all.  Their count is a lower bound (reads they did
+ * not see, adds lost to racing threads), so equality proves nothing is
+ * unread, and anything else is asked.  The FIN counts as a received byte:
+ * the state says whether it came, except in CLOSE (after a reset, or
+ * after both FINs), where this asks. */
+static bool all_received_was_read(const struct tcp_facts *tcp, const struct socket_record *rec)
+{
+    uint64_t fin;
+    switch (tcp->state) {
+    case TCP_ESTABLISHED: case TCP_SYN_RECV: case TCP_FIN_WAIT1: case TCP_FIN_WAIT2:
+        fin = 0;
+        break;
+    case TCP_CLOSE_WAIT: case TCP_LAST_ACK: case TCP_CLOSING: case TCP_TIME_WAIT:
+        fin = 1;
+        break;
+    default:
+        return false;
+    }
+    return tcp->bytes_received == __atomic_load_n(&rec->bytes_seen_read, __ATOMIC_RELAXED) + fin;
+}
+
 /* A connection's release: SIOCINQ unless nothing_can_be_unread(); SO_LINGER from what setsockopt
  * saw, asked of the kernel only when unknown or when a flag is about to be
  * raised (to confirm the linger in force and that the fd is still this
@@ -350,18 +373,30 @@ static void probe_connection(struct release *r, uint32_t seen)
     }
     if (r->stale)
         return;
-    f->unread_bytes = nothing_can_be_unread(f, seen) ? 0 : probe_unread(r->fd);
+    if (log_wants(false)) { /* the line will be written: TCP_INFO first, it may answer */
+        r->have_tcp = probe_tcp_info(r->fd, &r->tcp);
+        if (!r->have_tcp && (errno == ENOTSOCK || errno == EOPNOTSUPP || errno == EBADF)) {
+            r->stale = true; /* not a TCP socket any more: closed behind our back */
+            return;
+        }
+    }
+    if (nothing_can_be_unread(f, seen) || (r->have_tcp && all_received_was_read(&r->tcp, r->rec)))
+        f->unread_bytes = 0;
+    else
+        f->unread_bytes = probe_unread(r->fd);
     if (f->unread_bytes < 0 && errno == EBADF) {
         r->stale = true;
         return;
     }
+    if (r->have_tcp)
+        apply_tcp_info(f, &r->tcp, seen); /* bytes_read needs unread_bytes */
     bool linger_zero = f->linger_onoff > 0 && f->linger_seconds == 0;
     if (!asked && (f->unread_bytes > 0 || linger_zero)) {
         ask_linger(r);
         if (r->stale)
             return;
     }
-    if (verdict_needs_tcp_info(f, seen & (SEEN_READ | SEEN_WROTE))) {
+    if (!r->have_tcp && verdict_needs_tcp_info(f, seen & (SEEN_READ | SEEN_WROTE))) {
         r->have_tcp = probe_tcp_info(r->fd, &r->tcp);
         if (r->have_tcp)
             apply_tcp_info(f, &r->tcp, seen);

@@ -89,6 +89,10 @@ static inline void after_transfer(int fd, struct traffic t, ssize_t n, size_t wa
         return; /* closed and reused meanwhile: these bytes were another socket's */
     if (n > 0) {
         mark_seen(t.rec, receiving ? SEEN_READ : SEEN_WROTE);
+        if (receiving && !(msg_flags & MSG_PEEK)) /* a plain add: a lost one only costs a probe */
+            __atomic_store_n(&t.rec->bytes_seen_read,
+                             __atomic_load_n(&t.rec->bytes_seen_read, __ATOMIC_RELAXED) + (uint64_t)n,
+                             __ATOMIC_RELAXED);
         return;
     }
     if (n == 0 && receiving && want > 0) {

@@ -337,14 +337,16 @@ def test_peek_then_close(tmp):
 
 
 UNREAD_HOST = r"""
-import socket, sys, time
+import os, socket, sys, time
 s = socket.socket()
 s.bind(("127.0.0.1", 0))
 s.listen(8)
-# (bytes sent, client's FIN too, bytes read, then read the EOF) per connection,
-cases = [(10, True, 10, True), (10, True, 10, False), (10, False, 4, False), (10, True, 4, False)]
+# per connection: bytes sent, the client's FIN too, how the server reads
+# (bytes received, bytes peeked, the EOF received)
+cases = [(10, True, 10, 0, True), (10, True, 10, 0, False), (10, False, 4, 0, False),
+         (10, True, 4, 0, False), (10, False, 0, 10, False), (10, False, 10, 0, False)]
 pairs = []
-for sent, fin, read, eof in cases:
+for sent, fin, read, peek, eof in cases:
     c = socket.create_connection(s.getsockname())
     a, _ = s.accept()
     c.sendall(b"x" * sent)
@@ -354,9 +356,12 @@ for sent, fin, read, eof in cases:
     got = 0
     while got < read:
         got += len(a.recv(read - got))
+    if peek:
+        assert len(a.recv(peek, socket.MSG_PEEK)) == peek
     if eof:
         assert a.recv(10) == b""
     pairs.append((a, c))
+print(" ".join(str(a.fileno()) for a, c in pairs), flush=True)
 for a, c in pairs:
     a.close()
     c.close()
@@ -364,20 +369,50 @@ s.close()
 """
 
 
+def probes_before_close(trace, fd):
+    """The SIOCINQ and SO_MEMINFO calls on fd before its first successful
+    close, in an strace -o file."""
+    with open(trace) as f:
+        calls = f.read().splitlines()
+    end = next(i for i, l in enumerate(calls) if re.search(rf"\bclose\({fd}\) += 0", l))
+    return [l for l in calls[:end]
+            if re.search(rf"(ioctl|getsockopt)\({fd}, .*(FIONREAD|SO_MEMINFO)", l)]
+
+
 def test_unread_counts(tmp):
-    """unread_bytes is what SIOCINQ says whatever the queue holds.  The shim
-    asks SO_MEMINFO first and stops when no receive memory is charged; else
-    it asks SIOCINQ.  Cases: the EOF read (an empty queue), the data read but
-    not the EOF (no RST), data unread, data and a FIN unread (the FIN is not
-    counted).  (strace shows both paths here: the client ends, closed last,
-    hold the server's FIN alone, charged yet not data.)"""
-    log = os.path.join(tmp, "unread.jsonl")
-    p = run([sys.executable, "-c", UNREAD_HOST], env={"RSTSHIM_LOG": log, "RSTSHIM_EVENTS": "all"})
-    accepted = [l for l in closes(read_lines(log)) if l.get("role") == "accepted"]
-    got = [(l["unread_bytes"], l["flags"], l["rst"]) for l in accepted]
-    want = [(0, [], False), (0, [], False), (6, ["unread_data"], True), (6, ["unread_data"], True)]
-    check("unread_bytes: the EOF read, the data read but not the EOF, data unread, data and a FIN unread",
-          p.returncode == 0 and got == want, f"{p.stderr[-300:]!r} {got}")
+    """unread_bytes is what SIOCINQ says whatever the queue holds: the EOF
+    read, the data read but not the EOF, data unread, data and a FIN unread
+    (the FIN is not counted), data peeked (not read), all data read.  With
+    RSTSHIM_EVENTS=flagged the shim asks SO_MEMINFO first and stops when no
+    receive memory is charged (strace shows both ways here: the client ends,
+    closed last, hold the server's FIN alone, charged yet not data); with
+    `all` the TCP_INFO every line carries answers when the wrappers saw the
+    application read every byte received (strace: no probe then)."""
+    strace = shutil.which("strace")
+    want = [(0, [], False), (0, [], False), (6, ["unread_data"], True), (6, ["unread_data"], True),
+            (10, ["unread_data"], True), (0, [], False)]
+    for events in ("flagged", "all"):
+        log = os.path.join(tmp, f"unread-{events}.jsonl")
+        trace = os.path.join(tmp, f"strace-{events}.txt")
+        args = [sys.executable, "-c", UNREAD_HOST]
+        if strace:
+            args = [strace, "-f", "-o", trace, "-e", "trace=ioctl,getsockopt,close"] + args
+        p = run(args, env={"RSTSHIM_LOG": log, "RSTSHIM_EVENTS": events})
+        accepted = [l for l in closes(read_lines(log)) if l.get("role") == "accepted"]
+        got = [(l["unread_bytes"], l["flags"][:1], l["rst"]) for l in accepted]
+        if events == "flagged":  # only the flagged closes are written
+            got = [(0, [], False)] * 2 + got[:3] + [(0, [], False)] if len(got) == 3 else got
+        check(f"unread_bytes ({events}): the EOF read, the data read but not the EOF, data unread, "
+              "data and a FIN unread, data peeked, all read",
+              p.returncode == 0 and got == want, f"{p.stderr[-300:]!r} {got}")
+        if events != "all":
+            continue
+        if not strace:
+            skip("TCP_INFO answers for SIOCINQ", "strace missing (apt-get install strace)")
+            continue
+        asked = [bool(probes_before_close(trace, fd.decode())) for fd in p.stdout.split()]
+        check("with `all`, a close whose bytes were all seen read asks no SIOCINQ, the others do",
+              asked == [False, False, True, True, True, False], asked)
 
 
 EOF_HOST = r"""
@@ -437,12 +472,7 @@ def test_eof_read_needs_no_probe(tmp):
     if not strace:
         skip("the close after the EOF asks nothing", "strace missing (apt-get install strace)")
         return
-    fd = p.stdout.split()[1].decode()
-    with open(trace) as f:
-        calls = f.read().splitlines()
-    # the calls on that fd between the EOF's close line and the one before it
-    end = next(i for i, l in enumerate(calls) if re.search(rf"\bclose\({fd}\) += 0", l))
-    probes = [l for l in calls[:end] if re.search(rf"(ioctl|getsockopt)\({fd}, .*(FIONREAD|SO_MEMINFO)", l)]
+    probes = probes_before_close(trace, p.stdout.split()[1].decode())
     check("the close after the EOF asks nothing (no SIOCINQ, no SO_MEMINFO)", not probes, probes)
 
 
