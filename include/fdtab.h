@@ -38,7 +38,7 @@ enum {
     SEEN_EOF = 1u << 4,          /* a receive returned 0: the peer's FIN arrived */
     SEEN_SHUT_RD = 1u << 5,      /* shutdown(SHUT_RD or SHUT_RDWR) succeeded */
     SEEN_SHUT_WR = 1u << 6,      /* shutdown(SHUT_WR or SHUT_RDWR) succeeded: our FIN is queued */
-    SEEN_READ_TO_EOF = 1u << 7,  /* a receive without MSG_PEEK returned 0: all before
+    SEEN_READ_TO_EOF = 1u << 7,  /* a receive without MSG_PEEK/MSG_OOB returned 0: all before
                                     the FIN (or our SHUT_RD) was read */
 };
 
@@ -60,7 +60,7 @@ struct socket_record {
     uint64_t start_ns;   /* CLOCK_MONOTONIC at accept/connect; 0 when unknown */
     uint64_t cookie;     /* SO_COOKIE, 0 until asked */
     uint64_t bytes_seen_read; /* what the receive wrappers saw the application read (not
-                                 MSG_PEEK); a lower bound: splice, io_uring, a forked
+                                 MSG_PEEK, MSG_OOB); a lower bound: splice, io_uring, a forked
                                  child read unseen, and threads racing may lose an add */
     struct sockaddr_storage local;
     socklen_t local_len; /* 0: ask getsockname when a line needs it */

@@ -89,14 +89,17 @@ static inline void after_transfer(int fd, struct traffic t, ssize_t n, size_t wa
         return; /* closed and reused meanwhile: these bytes were another socket's */
     if (n > 0) {
         mark_seen(t.rec, receiving ? SEEN_READ : SEEN_WROTE);
-        if (receiving && !(msg_flags & MSG_PEEK)) /* a plain add: a lost one only costs a probe */
+        /* Not MSG_OOB: the urgent byte leaves the stream only when a
+         * plain receive passes it.  A plain add: a lost one only costs a probe. */
+        if (receiving && !(msg_flags & (MSG_PEEK | MSG_OOB)))
             __atomic_store_n(&t.rec->bytes_seen_read,
                              __atomic_load_n(&t.rec->bytes_seen_read, __ATOMIC_RELAXED) + (uint64_t)n,
                              __ATOMIC_RELAXED);
         return;
     }
     if (n == 0 && receiving && want > 0) {
-        mark_seen(t.rec, (msg_flags & MSG_PEEK) ? SEEN_EOF : SEEN_EOF | SEEN_READ_TO_EOF);
+        /* MSG_OOB answers 0 after a FIN with data still queued */
+        mark_seen(t.rec, (msg_flags & (MSG_PEEK | MSG_OOB)) ? SEEN_EOF : SEEN_EOF | SEEN_READ_TO_EOF);
         return;
     }
     if (n < 0) {
