@@ -38,9 +38,24 @@ enum {
     SEEN_EOF = 1u << 4,          /* a receive returned 0: the peer's FIN arrived */
     SEEN_SHUT_RD = 1u << 5,      /* shutdown(SHUT_RD or SHUT_RDWR) succeeded */
     SEEN_SHUT_WR = 1u << 6,      /* shutdown(SHUT_WR or SHUT_RDWR) succeeded: our FIN is queued */
-    SEEN_READ_TO_EOF = 1u << 7,  /* a receive without MSG_PEEK/MSG_OOB returned 0: all before
-                                    the FIN (or our SHUT_RD) was read */
 };
+
+/* What the receive wrappers saw the application read, in one word so that a
+ * thread that raced a close cannot credit it to the record's next socket:
+ * bits 0-15 tag the generation the word belongs to; a late store from a
+ * thread that saw an older generation leaves an old tag, and a word whose
+ * tag is not the record's is never trusted (nor updated) again. */
+#define READS_TAG_MASK 0xffffull
+#define READS_TO_EOF (1ull << 16) /* a receive (not MSG_PEEK/MSG_OOB, asking for bytes)
+                                     returned 0: all before the FIN (or our SHUT_RD) was read */
+#define READS_BYTES_SHIFT 17      /* bits 17-63: bytes read (not MSG_PEEK/MSG_OOB) */
+
+static inline uint64_t reads_fresh(uint32_t generation) { return generation & READS_TAG_MASK; }
+
+static inline bool reads_current(uint64_t reads, uint32_t generation)
+{
+    return (reads & READS_TAG_MASK) == (generation & READS_TAG_MASK);
+}
 
 struct socket_record {
     uint32_t refs;       /* fds of this process naming the socket (atomic) */
@@ -59,9 +74,9 @@ struct socket_record {
     int backlog;         /* listeners: as requested */
     uint64_t start_ns;   /* CLOCK_MONOTONIC at accept/connect; 0 when unknown */
     uint64_t cookie;     /* SO_COOKIE, 0 until asked */
-    uint64_t bytes_seen_read; /* what the receive wrappers saw the application read (not
-                                 MSG_PEEK, MSG_OOB); a lower bound: splice, io_uring, a forked
-                                 child read unseen, and threads racing may lose an add */
+    uint64_t reads;      /* READS_* (atomic): the byte count is a lower bound (splice,
+                            io_uring, a forked child read unseen; racing threads may lose
+                            an add), so it can prove that nothing is unread, never guess */
     struct sockaddr_storage local;
     socklen_t local_len; /* 0: ask getsockname when a line needs it */
     struct sockaddr_storage peer;

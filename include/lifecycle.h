@@ -19,6 +19,8 @@ struct socket_record *lifecycle_track(int fd, int family, enum socket_role role)
 /* Adopts fd if it is a TCP socket the process did not create through us
  * (inherited, received, first seen as a listener).  NULL when not TCP. */
 struct socket_record *lifecycle_adopt(int fd);
+/* A successful connect(AF_UNSPEC): the socket is unconnected again. */
+void lifecycle_disconnected(struct socket_record *rec);
 /* Gives fd a reference to rec (dup, dup2, F_DUPFD).  lifecycle_install()
  * takes a reference the caller already counted with record_retain() before
  * the real call, so a close racing the dup sees the socket as shared. */

@@ -81,6 +81,7 @@ struct socket_record *record_new(int family, enum socket_role role)
     uint32_t generation = __atomic_load_n(&rec->generation, __ATOMIC_RELAXED) + 1;
     memset(rec, 0, sizeof *rec);
     rec->index = index;
+    rec->reads = reads_fresh(generation);
     __atomic_store_n(&rec->generation, generation, __ATOMIC_RELEASE);
     __atomic_store_n(&rec->refs, 1, __ATOMIC_RELAXED);
     rec->family = (uint8_t)family;

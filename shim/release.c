@@ -99,6 +99,20 @@ struct socket_record *lifecycle_adopt(int fd)
     return rec;
 }
 
+void lifecycle_disconnected(struct socket_record *rec)
+{
+    /* connect(AF_UNSPEC) ended the connection (the kernel reset it if it
+     * was open; not reported): the socket is a fresh one again, and what
+     * the wrappers saw of the old connection says nothing of the next. */
+    rec->role = ROLE_NONE;
+    rec->adopted = false;
+    rec->start_ns = 0;
+    rec->local_len = rec->peer_len = 0;
+    __atomic_store_n(&rec->seen, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&rec->reads, reads_fresh(__atomic_load_n(&rec->generation, __ATOMIC_RELAXED)),
+                     __ATOMIC_RELAXED);
+}
+
 void lifecycle_install(int fd, struct socket_record *rec)
 {
     struct socket_record *old = fdtab_put(fd, rec);
@@ -324,14 +338,27 @@ static void ask_linger(struct release *r)
     r->stale = err == -ENOTSOCK || err == -EBADF;
 }
 
+/* What the receive wrappers saw read (READS_*); false when the word is not
+ * this socket's (see fdtab.h). */
+static bool reads_known(const struct socket_record *rec, uint64_t *reads)
+{
+    *reads = __atomic_load_n(&rec->reads, __ATOMIC_RELAXED);
+    return reads_current(*reads, __atomic_load_n(&rec->generation, __ATOMIC_RELAXED));
+}
+
 /* A receive that returned 0 had read everything before the peer's FIN, and
  * after a FIN the kernel queues no more data (it drops it, or resets): no
  * need to ask.  Not when our own SHUT_RD made that 0 (data may still come),
  * nor when another process shares the socket (its shutdown is not seen
- * here).  Servers whose clients close first save the probe's syscall. */
-static bool nothing_can_be_unread(const struct close_facts *f, uint32_t seen)
+ * here), nor with a receive timeout, a flag the probe must confirm the fd
+ * for (EBADF: closed behind our back).  Servers whose clients close first
+ * save the probe's syscall. */
+static bool nothing_can_be_unread(const struct close_facts *f, const struct socket_record *rec,
+                                  uint32_t seen)
 {
-    return (seen & SEEN_READ_TO_EOF) && !(seen & SEEN_SHUT_RD) && !f->shared_with_process;
+    uint64_t reads;
+    return reads_known(rec, &reads) && (reads & READS_TO_EOF) &&
+           !(seen & (SEEN_SHUT_RD | SEEN_RECV_TIMEOUT)) && !f->shared_with_process;
 }
 
 /* With TCP_INFO at hand (every close line carries it with RSTSHIM_EVENTS=all),
@@ -354,7 +381,8 @@ static bool all_received_was_read(const struct tcp_facts *tcp, const struct sock
     default:
         return false;
     }
-    return tcp->bytes_received == __atomic_load_n(&rec->bytes_seen_read, __ATOMIC_RELAXED) + fin;
+    uint64_t reads;
+    return reads_known(rec, &reads) && tcp->bytes_received == (reads >> READS_BYTES_SHIFT) + fin;
 }
 
 /* A connection's release: SIOCINQ unless nothing_can_be_unread(); SO_LINGER from what setsockopt
@@ -380,13 +408,19 @@ static void probe_connection(struct release *r, uint32_t seen)
             return;
         }
     }
-    if (nothing_can_be_unread(f, seen) || (r->have_tcp && all_received_was_read(&r->tcp, r->rec)))
+    if (nothing_can_be_unread(f, r->rec, seen) ||
+        (r->have_tcp && all_received_was_read(&r->tcp, r->rec))) {
         f->unread_bytes = 0;
-    else
+    } else {
         f->unread_bytes = probe_unread(r->fd);
-    if (f->unread_bytes < 0 && errno == EBADF) {
-        r->stale = true;
-        return;
+        if (f->unread_bytes < 0 && errno == EBADF) {
+            r->stale = true;
+            return;
+        }
+        /* Bytes that came after TCP_INFO would make bytes_read (received
+         * minus unread) too low: ask again, after; rare (an RST) */
+        if (f->unread_bytes > 0 && r->have_tcp)
+            r->have_tcp = probe_tcp_info(r->fd, &r->tcp);
     }
     if (r->have_tcp)
         apply_tcp_info(f, &r->tcp, seen); /* bytes_read needs unread_bytes */
@@ -460,7 +494,7 @@ static void recheck_before_release(struct release *r, uint32_t seen)
         f->pending = tcp.unacked;
     } else {
         if (f->unread_bytes != 0 || !(r->verdict.flags & FLAG_IMMEDIATE_CLOSE) ||
-            nothing_can_be_unread(f, seen))
+            nothing_can_be_unread(f, r->rec, seen))
             return;
         long long unread = probe_unread(r->fd);
         if (unread <= 0)

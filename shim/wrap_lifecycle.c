@@ -49,7 +49,9 @@ SHIM_EXPORT int connect(int fd, const struct sockaddr *addr, socklen_t len)
     struct socket_record *rec = fdtab_get(fd);
     if (!rec && addr && (addr->sa_family == AF_INET || addr->sa_family == AF_INET6))
         rec = lifecycle_adopt(fd); /* made before we loaded, or by a raw syscall */
-    if (rec && (rec->role == ROLE_NONE || (rec->adopted && !rec->start_ns))) {
+    if (rec && ret == 0 && addr && addr->sa_family == AF_UNSPEC)
+        lifecycle_disconnected(rec);
+    else if (rec && (rec->role == ROLE_NONE || (rec->adopted && !rec->start_ns))) {
         rec->role = ROLE_CONNECTED;
         rec->adopted = false;
         rec->start_ns = process_monotonic_ns();

@@ -42,6 +42,17 @@ static inline void mark_seen(struct socket_record *rec, uint32_t bit)
         __atomic_fetch_or(&rec->seen, bit, __ATOMIC_RELAXED);
 }
 
+/* A plain load and store, no locked instruction on the hot path: a lost
+ * update undercounts (safe), and a store that lands in a record reused
+ * meanwhile carries the old tag, which disowns the word (see fdtab.h). */
+static inline void note_reads(struct traffic t, uint64_t add, uint64_t bits)
+{
+    uint64_t reads = __atomic_load_n(&t.rec->reads, __ATOMIC_RELAXED);
+    if (reads_current(reads, t.generation))
+        __atomic_store_n(&t.rec->reads, (reads + (add << READS_BYTES_SHIFT)) | bits,
+                         __ATOMIC_RELAXED);
+}
+
 static void report_peer_reset(int fd, struct traffic t, int err, const char *call)
 {
     /* EPIPE after this process shut down its own write side is its own
@@ -90,16 +101,15 @@ static inline void after_transfer(int fd, struct traffic t, ssize_t n, size_t wa
     if (n > 0) {
         mark_seen(t.rec, receiving ? SEEN_READ : SEEN_WROTE);
         /* Not MSG_OOB: the urgent byte leaves the stream only when a
-         * plain receive passes it.  A plain add: a lost one only costs a probe. */
+         * plain receive passes it. */
         if (receiving && !(msg_flags & (MSG_PEEK | MSG_OOB)))
-            __atomic_store_n(&t.rec->bytes_seen_read,
-                             __atomic_load_n(&t.rec->bytes_seen_read, __ATOMIC_RELAXED) + (uint64_t)n,
-                             __ATOMIC_RELAXED);
+            note_reads(t, (uint64_t)n, 0);
         return;
     }
     if (n == 0 && receiving && want > 0) {
-        /* MSG_OOB answers 0 after a FIN with data still queued */
-        mark_seen(t.rec, (msg_flags & (MSG_PEEK | MSG_OOB)) ? SEEN_EOF : SEEN_EOF | SEEN_READ_TO_EOF);
+        mark_seen(t.rec, SEEN_EOF);
+        if (!(msg_flags & (MSG_PEEK | MSG_OOB))) /* MSG_OOB answers 0 after a FIN with data queued */
+            note_reads(t, 0, READS_TO_EOF);
         return;
     }
     if (n < 0) {
@@ -280,7 +290,8 @@ static SHIM_NOINLINE ssize_t readv_tracked(int fd, const struct iovec *iov, int 
 {
     struct traffic t = traffic_lookup(fd);
     ssize_t n = REAL(readv)(fd, iov, count);
-    RECEIVED(fd, t, n, n == 0 && count > 0 ? iov_wants_bytes(iov, (size_t)count) : 1, 0, "readv");
+    RECEIVED(fd, t, n, n == 0 ? iov_wants_bytes(iov, count > 0 ? (size_t)count : 0) : 1, 0,
+             "readv");
     return n;
 }
 

@@ -440,7 +440,8 @@ time.sleep(0.05)
 a.close(); c.close()
 # empty receives: zero-length iovecs return 0 once data is there (they wait
 # for it), with no EOF behind them
-for receive in (lambda a: os.readv(a.fileno(), [bytearray(0)]), lambda a: a.recvmsg(0)[0]):
+for receive in (lambda a: os.readv(a.fileno(), [bytearray(0)]), lambda a: os.readv(a.fileno(), []),
+                lambda a: a.recvmsg(0)[0]):
     a, c = pair()
     c.sendall(b"y" * 5)
     time.sleep(0.05)
@@ -466,14 +467,61 @@ def test_eof_read_needs_no_probe(tmp):
     p = run(args, env=env)
     accepted = [l for l in closes(read_lines(log)) if l.get("role") == "accepted"]
     got = [(l["unread_bytes"], l["flags"][:1], l["rst"]) for l in accepted]
-    want = [(0, [], False)] + [(5, ["unread_data"], True)] * 3  # and immediate_close
-    check("closes after a receive returned 0: the peer's FIN, our SHUT_RD, empty readv/recvmsg",
+    want = [(0, [], False)] + [(5, ["unread_data"], True)] * 4  # and immediate_close
+    check("closes after a receive returned 0: the peer's FIN, our SHUT_RD, empty readv (1 and 0 "
+          "iovecs) and recvmsg",
           p.returncode == 0 and got == want, f"{p.stderr[-300:]!r} {got}")
     if not strace:
         skip("the close after the EOF asks nothing", "strace missing (apt-get install strace)")
         return
     probes = probes_before_close(trace, p.stdout.split()[1].decode())
     check("the close after the EOF asks nothing (no SIOCINQ, no SO_MEMINFO)", not probes, probes)
+
+
+RECONNECT_HOST = r"""
+import ctypes, socket, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+first = socket.socket(); first.bind(("127.0.0.1", 0)); first.listen(4)
+second = socket.socket(); second.bind(("127.0.0.1", 0)); second.listen(4)
+c = socket.create_connection(first.getsockname())
+a, _ = first.accept()
+a.sendall(b"y" * 100)
+if sys.argv[1] == "eof":
+    a.close()
+got = 0
+while got < 100:
+    got += len(c.recv(1000))
+if sys.argv[1] == "eof":
+    assert c.recv(1000) == b""
+unspec = (ctypes.c_ubyte * 16)()  # sa_family 0: AF_UNSPEC
+assert libc.connect(c.fileno(), unspec, 16) == 0
+c.connect(second.getsockname())
+b, _ = second.accept()
+b.sendall(b"z" * 100)
+time.sleep(0.05)
+c.close()  # the second connection's 100 bytes unread: an RST
+for x in (a, b, first, second):
+    x.close()
+"""
+
+
+def test_reconnect_after_af_unspec(tmp):
+    """connect(AF_UNSPEC) dissolves a connection; what the wrappers saw of it
+    (read to its EOF, or as many bytes read as the next one brings) must not
+    pass for the next connection's: its close with 100 bytes unread is an RST,
+    and the reconnect is a connect line of its own."""
+    for how in ("eof", "count"):
+        for events in ("flagged", "all"):
+            log = os.path.join(tmp, f"reconnect-{how}-{events}.jsonl")
+            p = run([sys.executable, "-c", RECONNECT_HOST, how],
+                    env={"RSTSHIM_LOG": log, "RSTSHIM_EVENTS": events})
+            lines = read_lines(log)
+            mine = [l for l in closes(lines) if l.get("role") == "connected"]
+            connects = [l for l in lines if l["event"] == "connect"]
+            check(f"reconnect after connect(AF_UNSPEC) ({how}, {events}): the unread close is an RST",
+                  p.returncode == 0 and len(mine) == 1 and mine[0]["unread_bytes"] == 100
+                  and mine[0]["rst"] is True and (events == "flagged" or len(connects) == 2),
+                  f"{p.stderr[-300:]!r} {mine} {len(connects)} connect lines")
 
 
 ERRQUEUE_HOST = CONNECTED_PAIR + r"""

@@ -34,5 +34,6 @@ void test_format(void);
 void test_config(void);
 void test_json_line(void);
 void test_netstat(void);
+void test_reads(void);
 
 #endif

@@ -1,4 +1,5 @@
-/* Unit tests of the pure modules: verdicts, formatting, configuration, JSON lines. */
+/* Unit tests of the pure modules: verdicts, formatting, configuration, JSON lines,
+ * the reads word of a socket record. */
 #include "check.h"
 
 int checks_passed, checks_failed;
@@ -10,6 +11,7 @@ int main(void)
     test_config();
     test_json_line();
     test_netstat();
+    test_reads();
     printf("unit: %d passed, %d failed\n", checks_passed, checks_failed);
     return checks_failed ? 1 : 0;
 }
