@@ -523,12 +523,34 @@ def t_report_throughput():
 
 
 def t_report_progress():
-    # progress lines appear on stderr when reading lasts over ~2 s
-    path = gen(100, "gen100.log")
-    p = run([TOOL, "report", "--jobs", "1", path], timeout=300)
-    took_long = "MB of" in p.stderr or "read" in p.stderr
-    if not took_long:
-        raise Skip("the read finished in under 2 s: no progress expected")
+    # A progress line on stderr once reading has lasted 2 s (checked at every
+    # 4 MiB block): a 20 MB log fed through a pipe with a 2.5 s pause between
+    # its halves, so that the read lasts that long on any machine; none with
+    # --no-progress.
+    with open(gen(20, "gen20.log", "--junk"), "rb") as f:
+        data = f.read()
+    half = len(data) // 2
+    seen = {}
+    for flag in ("", "--no-progress"):
+        p = subprocess.Popen([TOOL, "report", "--json", "--jobs", "1"] + ([flag] if flag else []),
+                             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE)
+        try:
+            p.stdin.write(data[:half])
+            p.stdin.flush()
+            time.sleep(2.5)
+            p.stdin.write(data[half:])
+            p.stdin.close()
+            seen[flag] = p.stderr.read().decode()
+            p.wait(timeout=60)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    if not re.search(r"rstshim report: \S+: [0-9.]+ MB read, [0-9.]+ [kMG]?B/s", seen[""]):
+        return "no progress line after 2.5 s of reading: %r" % seen[""][-300:]
+    if "rstshim report:" in seen["--no-progress"]:
+        return "a progress line despite --no-progress: %r" % seen["--no-progress"][-300:]
 
 
 # -------------------------------------------------------------------- run
