@@ -385,10 +385,12 @@ static bool all_received_was_read(const struct tcp_facts *tcp, const struct sock
     return reads_known(rec, &reads) && tcp->bytes_received == (reads >> READS_BYTES_SHIFT) + fin;
 }
 
-/* A connection's release: SIOCINQ unless nothing_can_be_unread(); SO_LINGER from what setsockopt
- * saw, asked of the kernel only when unknown or when a flag is about to be
- * raised (to confirm the linger in force and that the fd is still this
- * socket); TCP_INFO only when the verdict needs the state or bytes. */
+/* A connection's release: the unread bytes (probe_unread) unless
+ * nothing_can_be_unread() or all_received_was_read() answers; SO_LINGER
+ * from what setsockopt saw, asked of the kernel only when unknown or when a
+ * flag is about to be raised (to confirm the linger in force and that the
+ * fd is still this socket); TCP_INFO first when every line is written,
+ * otherwise only when the verdict needs the state or bytes. */
 static void probe_connection(struct release *r, uint32_t seen)
 {
     struct close_facts *f = &r->facts;
