@@ -103,14 +103,17 @@ void lifecycle_disconnected(struct socket_record *rec)
 {
     /* connect(AF_UNSPEC) ended the connection (the kernel reset it if it
      * was open; not reported): the socket is a fresh one again, and what
-     * the wrappers saw of the old connection says nothing of the next. */
+     * the wrappers saw of the old connection says nothing of the next.  A
+     * new generation (+2: live ones stay odd) makes receives still in
+     * flight on the old connection in other threads drop their bookkeeping
+     * (an EOF, a count, the EPIPE of this very disconnect). */
+    uint32_t generation = __atomic_add_fetch(&rec->generation, 2, __ATOMIC_ACQ_REL);
     rec->role = ROLE_NONE;
     rec->adopted = false;
     rec->start_ns = 0;
     rec->local_len = rec->peer_len = 0;
     __atomic_store_n(&rec->seen, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&rec->reads, reads_fresh(__atomic_load_n(&rec->generation, __ATOMIC_RELAXED)),
-                     __ATOMIC_RELAXED);
+    __atomic_store_n(&rec->reads, reads_fresh(generation), __ATOMIC_RELAXED);
 }
 
 void lifecycle_install(int fd, struct socket_record *rec)

@@ -28,9 +28,13 @@ static inline struct traffic traffic_lookup(int fd)
 {
     struct traffic t = {fdtab_get(fd), 0};
     if (SHIM_UNLIKELY(t.rec != NULL)) {
-        if (guard_open())
-            t.generation = __atomic_load_n(&t.rec->generation, __ATOMIC_ACQUIRE);
-        else
+        if (!guard_open())
+            return (struct traffic){NULL, 0};
+        t.generation = __atomic_load_n(&t.rec->generation, __ATOMIC_ACQUIRE);
+        /* Still fd's after its generation was read: else the record was
+         * freed and reused for another fd meanwhile, and that generation
+         * is the other socket's. */
+        if (fdtab_get(fd) != t.rec)
             t.rec = NULL;
     }
     return t;

@@ -524,6 +524,50 @@ def test_reconnect_after_af_unspec(tmp):
                   f"{p.stderr[-300:]!r} {mine} {len(connects)} connect lines")
 
 
+DISCONNECT_READER_HOST = r"""
+import ctypes, socket, struct, threading, time
+libc = ctypes.CDLL(None, use_errno=True)
+first = socket.socket(); first.bind(("127.0.0.1", 0)); first.listen(4)
+second = socket.socket(); second.bind(("127.0.0.1", 0)); second.listen(4)
+c = socket.create_connection(first.getsockname())
+a, _ = first.accept()
+def reader():  # blocked in recv when the main thread disconnects: EPIPE
+    try:
+        c.recv(1000)
+    except OSError as e:
+        print("reader", e.errno, flush=True)
+t = threading.Thread(target=reader)
+t.start()
+time.sleep(0.1)
+unspec = (ctypes.c_ubyte * 16)()  # sa_family 0: AF_UNSPEC
+assert libc.connect(c.fileno(), unspec, 16) == 0
+t.join()
+c.connect(second.getsockname())
+b, _ = second.accept()
+b.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+b.close()  # the new peer resets the new connection
+time.sleep(0.05)
+try:
+    c.recv(10)
+except OSError as e:
+    print("main", e.errno, flush=True)
+for x in (c, a, first, second):
+    x.close()
+"""
+
+
+def test_disconnect_under_a_blocked_reader(tmp):
+    """A thread blocked in recv when another disconnects the socket
+    (connect(AF_UNSPEC)) gets EPIPE: the process's own doing, no peer_reset
+    line; the reconnected socket's real reset is still reported once."""
+    log = os.path.join(tmp, "disconnect.jsonl")
+    p = run([sys.executable, "-c", DISCONNECT_READER_HOST], env={"RSTSHIM_LOG": log})
+    resets = [l.get("errno") for l in read_lines(log) if l["event"] == "peer_reset"]
+    check("connect(AF_UNSPEC) under a blocked reader: no EPIPE peer_reset, the next reset reported",
+          p.returncode == 0 and p.stdout.split() == [b"reader", b"32", b"main", b"104"]
+          and resets == ["ECONNRESET"], f"{p.stdout!r} {p.stderr[-300:]!r} {resets}")
+
+
 ERRQUEUE_HOST = CONNECTED_PAIR + r"""
 a.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", 0, 200000))
 try:
