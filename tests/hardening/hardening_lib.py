@@ -379,7 +379,11 @@ def close_mismatch(e, l, forks, stats, off_by_one, shared_after_release):
     else:
         if l.get("peer") != e["peer"]:
             problems.append("peer")
-        if l.get("unread_bytes") != e["unread"]:
+        ub, in_flight = l.get("unread_bytes"), e.get("in_flight", 0)
+        # bytes the other end had sent may land between the host's own count
+        # and the shim's probe (seen once in ~30,000 closes)
+        if ub != e["unread"] and not (isinstance(ub, int) and in_flight > 0
+                                      and e["unread"] < ub <= e["unread"] + in_flight):
             problems.append("unread_bytes")
         d = l.get("duration_ms")
         if not isinstance(d, (int, float)) or d < 0 or d > (e["t1"] - e["sock_t0"]) / 1e6 + 1:
