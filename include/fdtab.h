@@ -60,7 +60,8 @@ static inline bool reads_current(uint64_t reads, uint32_t generation)
 struct socket_record {
     uint32_t refs;       /* fds of this process naming the socket (atomic) */
     uint32_t generation; /* bumped at every reuse of this record (atomic) */
-    uint32_t seen;       /* SEEN_* bits (atomic, set with fetch_or once) */
+    uint64_t seen;       /* SEEN_* bits in the low half, the generation they belong to in
+                            the high half (atomic; seen_set(), seen_bits()) */
     uint8_t role;        /* enum socket_role */
     uint8_t family;      /* AF_INET or AF_INET6 */
     bool adopted;        /* inherited, received over SCM_RIGHTS, or first seen in accept */
@@ -92,6 +93,34 @@ struct socket_record {
     uint32_t next_free;  /* allocator's free list, by index */
     uint32_t index;      /* this record's own index */
 };
+
+/* The SEEN_* word of a record that is generation's, empty. */
+static inline uint64_t seen_fresh(uint32_t generation) { return (uint64_t)generation << 32; }
+
+/* What the wrappers saw of the socket (SEEN_*). */
+static inline uint32_t seen_bits(const struct socket_record *rec)
+{
+    return (uint32_t)__atomic_load_n(&rec->seen, __ATOMIC_RELAXED);
+}
+
+/* Sets bits on the record if it is still generation's: a thread that raced
+ * a close and the record's reuse must not mark the next socket (the
+ * compare-and-swap fails once record_new() wrote the new generation).
+ * False when the record is another socket's now; *before: the bits before. */
+static inline bool seen_set(struct socket_record *rec, uint32_t generation, uint32_t bits,
+                            uint32_t *before)
+{
+    uint64_t word = __atomic_load_n(&rec->seen, __ATOMIC_RELAXED);
+    for (;;) {
+        if ((uint32_t)(word >> 32) != generation)
+            return false;
+        *before = (uint32_t)word;
+        if ((*before & bits) == bits ||
+            __atomic_compare_exchange_n(&rec->seen, &word, word | bits, true, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED))
+            return true;
+    }
+}
 
 /* Records */
 struct socket_record *record_new(int family, enum socket_role role);

@@ -148,7 +148,7 @@ void event_peer_reset(int fd, struct socket_record *rec, int err, const char *ca
     /* With both directions shut down (our FIN sent), the kernel answers the
      * peer's next data with an RST of its own (TCPAbortOnData): the likely
      * origin of this reset.  SHUT_RD alone resets nothing. */
-    uint32_t seen = __atomic_load_n(&rec->seen, __ATOMIC_RELAXED);
+    uint32_t seen = seen_bits(rec);
     if ((seen & SEEN_SHUT_RD) && (seen & SEEN_SHUT_WR))
         logline_bool(&line, "after_shutdown", true);
     logline_end(&line);

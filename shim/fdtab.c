@@ -82,6 +82,7 @@ struct socket_record *record_new(int family, enum socket_role role)
     memset(rec, 0, sizeof *rec);
     rec->index = index;
     rec->reads = reads_fresh(generation);
+    rec->seen = seen_fresh(generation);
     __atomic_store_n(&rec->generation, generation, __ATOMIC_RELEASE);
     __atomic_store_n(&rec->refs, 1, __ATOMIC_RELAXED);
     rec->family = (uint8_t)family;

@@ -112,7 +112,7 @@ void lifecycle_disconnected(struct socket_record *rec)
     rec->adopted = false;
     rec->start_ns = 0;
     rec->local_len = rec->peer_len = 0;
-    __atomic_store_n(&rec->seen, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&rec->seen, seen_fresh(generation), __ATOMIC_RELAXED);
     __atomic_store_n(&rec->reads, reads_fresh(generation), __ATOMIC_RELAXED);
 }
 
@@ -211,7 +211,7 @@ static void facts_from_record(struct close_facts *f, const struct release *r)
      * was neither read nor written.  A close the wrappers saw traffic on
      * reads the clock later, only if TCP_INFO then says no byte was read
      * or written (MSG_PEEK returns bytes but reads none): verdict_with_age(). */
-    uint32_t seen = __atomic_load_n(&rec->seen, __ATOMIC_RELAXED);
+    uint32_t seen = seen_bits(rec);
     f->age_ms = -1;
     if (f->accepted && !(seen & (SEEN_READ | SEEN_WROTE)))
         set_age(f, rec);
@@ -534,7 +534,7 @@ static bool probe_release(struct release *r, int fd, const char *via)
 
     struct close_facts *f = &r->facts;
     facts_from_record(f, r);
-    uint32_t seen = __atomic_load_n(&rec->seen, __ATOMIC_RELAXED);
+    uint32_t seen = seen_bits(rec);
     if (f->listener) {
         r->have_tcp = probe_listener(fd, rec, f, &r->tcp);
         r->stale = !r->have_tcp;

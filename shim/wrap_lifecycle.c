@@ -102,11 +102,12 @@ static int shutdown_connection(int fd, struct socket_record *rec, int how)
 {
     uint32_t generation = __atomic_load_n(&rec->generation, __ATOMIC_ACQUIRE);
     int ret = REAL(shutdown)(fd, how);
-    if (ret != 0 || __atomic_load_n(&rec->generation, __ATOMIC_ACQUIRE) != generation)
+    if (ret != 0)
         return ret;
     uint32_t bits = (how == SHUT_RD ? SEEN_SHUT_RD : how == SHUT_WR ? SEEN_SHUT_WR
                                                                      : SEEN_SHUT_RD | SEEN_SHUT_WR);
-    __atomic_fetch_or(&rec->seen, bits, __ATOMIC_RELAXED);
+    uint32_t before;
+    seen_set(rec, generation, bits, &before);
     return ret;
 }
 
@@ -340,8 +341,9 @@ SHIM_EXPORT int fclose(FILE *stream)
         return REAL(fclose)(stream);
     }
     /* fclose flushes buffered output first: that is writing, not an immediate close. */
+    uint32_t before;
     if (__fpending(stream) > 0)
-        __atomic_fetch_or(&rec->seen, SEEN_WROTE, __ATOMIC_RELAXED);
+        seen_set(rec, __atomic_load_n(&rec->generation, __ATOMIC_ACQUIRE), SEEN_WROTE, &before);
     bool tracked = release_begin(&r, fd, "fclose");
     guard_leave();
     int ret = REAL(fclose)(stream);

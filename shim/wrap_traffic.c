@@ -40,10 +40,10 @@ static inline struct traffic traffic_lookup(int fd)
     return t;
 }
 
-static inline void mark_seen(struct socket_record *rec, uint32_t bit)
+static inline void mark_seen(struct traffic t, uint32_t bit)
 {
-    if (!(__atomic_load_n(&rec->seen, __ATOMIC_RELAXED) & bit))
-        __atomic_fetch_or(&rec->seen, bit, __ATOMIC_RELAXED);
+    uint32_t before;
+    seen_set(t.rec, t.generation, bit, &before);
 }
 
 /* A plain load and store, no locked instruction on the hot path: a lost
@@ -61,10 +61,11 @@ static void report_peer_reset(int fd, struct traffic t, int err, const char *cal
 {
     /* EPIPE after this process shut down its own write side is its own
      * doing: the peer reset nothing (and nothing went on the wire). */
-    if (err == EPIPE && (__atomic_load_n(&t.rec->seen, __ATOMIC_RELAXED) & SEEN_SHUT_WR))
+    if (err == EPIPE && (seen_bits(t.rec) & SEEN_SHUT_WR))
         return;
-    if (__atomic_fetch_or(&t.rec->seen, SEEN_PEER_RESET, __ATOMIC_RELAXED) & SEEN_PEER_RESET)
-        return; /* once per socket: applications retry */
+    uint32_t before;
+    if (!seen_set(t.rec, t.generation, SEEN_PEER_RESET, &before) || (before & SEEN_PEER_RESET))
+        return; /* another socket's record now, or reported already (applications retry) */
     if (!guard_enter())
         return;
     event_peer_reset(fd, t.rec, err, call);
@@ -87,7 +88,7 @@ static void after_failed_transfer(int fd, struct traffic t, int err, int msg_fla
     if (err == ECONNRESET || err == EPIPE)
         report_peer_reset(fd, t, err, call);
     else if (receiving && (err == EAGAIN || err == EWOULDBLOCK) && timed_out(fd, t.rec, msg_flags))
-        mark_seen(t.rec, SEEN_RECV_TIMEOUT);
+        mark_seen(t, SEEN_RECV_TIMEOUT);
 }
 
 /* want: the bytes asked for (a zero-length read returning 0 is not EOF). */
@@ -103,7 +104,7 @@ static inline void after_transfer(int fd, struct traffic t, ssize_t n, size_t wa
     if (__atomic_load_n(&t.rec->generation, __ATOMIC_ACQUIRE) != t.generation)
         return; /* closed and reused meanwhile: these bytes were another socket's */
     if (n > 0) {
-        mark_seen(t.rec, receiving ? SEEN_READ : SEEN_WROTE);
+        mark_seen(t, receiving ? SEEN_READ : SEEN_WROTE);
         /* Not MSG_OOB: the urgent byte leaves the stream only when a
          * plain receive passes it. */
         if (receiving && !(msg_flags & (MSG_PEEK | MSG_OOB)))
@@ -111,7 +112,7 @@ static inline void after_transfer(int fd, struct traffic t, ssize_t n, size_t wa
         return;
     }
     if (n == 0 && receiving && want > 0) {
-        mark_seen(t.rec, SEEN_EOF);
+        mark_seen(t, SEEN_EOF);
         if (!(msg_flags & (MSG_PEEK | MSG_OOB))) /* MSG_OOB answers 0 after a FIN with data queued */
             note_reads(t, 0, READS_TO_EOF);
         return;

@@ -35,5 +35,6 @@ void test_config(void);
 void test_json_line(void);
 void test_netstat(void);
 void test_reads(void);
+void test_seen(void);
 
 #endif

@@ -12,6 +12,7 @@ int main(void)
     test_json_line();
     test_netstat();
     test_reads();
+    test_seen();
     printf("unit: %d passed, %d failed\n", checks_passed, checks_failed);
     return checks_failed ? 1 : 0;
 }

@@ -1,5 +1,6 @@
-/* The reads word of a socket record (include/fdtab.h): what the receive
- * wrappers saw read, tagged with the record's generation. */
+/* The words of a socket record that threads update without a lock
+ * (include/fdtab.h): what the receive wrappers saw read, and the SEEN_*
+ * bits, each tagged with the record's generation. */
 #include <stdint.h>
 
 #include "check.h"
@@ -23,4 +24,22 @@ void test_reads(void)
     /* 2^46 bytes read still fit without touching the tag */
     uint64_t big = reads_fresh(generation) + ((1ull << 46) << READS_BYTES_SHIFT);
     CHECK(reads_current(big, generation) && big >> READS_BYTES_SHIFT == 1ull << 46);
+}
+
+void test_seen(void)
+{
+    struct socket_record rec;
+    uint32_t generation = 7, before = 99;
+    rec.seen = seen_fresh(generation);
+    CHECK(seen_bits(&rec) == 0);
+    CHECK(seen_set(&rec, generation, SEEN_READ, &before) && before == 0);
+    CHECK(seen_set(&rec, generation, SEEN_EOF, &before) && before == SEEN_READ);
+    CHECK(seen_set(&rec, generation, SEEN_READ, &before) && before == (SEEN_READ | SEEN_EOF));
+    CHECK(seen_bits(&rec) == (SEEN_READ | SEEN_EOF));
+    /* freed and reused: a thread still holding the old generation marks nothing */
+    rec.seen = seen_fresh(generation + 2);
+    CHECK(!seen_set(&rec, generation, SEEN_RECV_TIMEOUT, &before));
+    CHECK(seen_bits(&rec) == 0);
+    CHECK(seen_set(&rec, generation + 2, SEEN_PEER_RESET, &before) && before == 0);
+    CHECK(seen_bits(&rec) == SEEN_PEER_RESET);
 }
