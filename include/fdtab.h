@@ -66,6 +66,7 @@ struct socket_record {
     uint8_t family;      /* AF_INET or AF_INET6 */
     bool adopted;        /* inherited, received over SCM_RIGHTS, or first seen in accept */
     bool shared_with_process; /* a fork or spawn gave another process this socket */
+    uint32_t forks_at_birth; /* process_forks() before the call that created it */
     bool rcvtimeo_set;   /* SO_RCVTIMEO > 0 was set on it (or on its listener) */
     bool linger2_abort;  /* TCP_LINGER2 < 0 was set on it (or on its listener) */
     int8_t linger_onoff; /* SO_LINGER as set through setsockopt (accepted sockets inherit

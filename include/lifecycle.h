@@ -14,8 +14,9 @@
 
 /* ---- tracking ---- */
 
-/* A new record for fd (socket(), accept()); replaces a stale one. */
-struct socket_record *lifecycle_track(int fd, int family, enum socket_role role);
+/* A new record for fd (socket(), accept()); replaces a stale one.
+ * forks: process_forks() read before the call that created fd. */
+struct socket_record *lifecycle_track(int fd, int family, enum socket_role role, uint32_t forks);
 /* Adopts fd if it is a TCP socket the process did not create through us
  * (inherited, received, first seen as a listener).  NULL when not TCP. */
 struct socket_record *lifecycle_adopt(int fd);

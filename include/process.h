@@ -2,6 +2,7 @@
 #ifndef RSTSHIM_PROCESS_H
 #define RSTSHIM_PROCESS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -27,5 +28,29 @@ void process_comm_renamed(void);
 void process_after_fork_in_child(void);
 
 uint64_t process_monotonic_ns(void);
+
+/* Forks (pthread_atfork): a fork is counted as started before its syscall
+ * and as finished after it, in parent and child.  Marking the sockets a
+ * fork copied by scanning the table after it cannot be exact while other
+ * threads create, copy and close: a socket created before the syscall and
+ * entered after the scan, one that moved (dup2, then close of its old fd)
+ * to a slot the scan had passed, one taken out just before the syscall and
+ * closed just after.  The counters close those windows: a socket may be in
+ * a child if a fork finished since before the call that created it, or one
+ * is under way now. */
+extern uint32_t process_forks_started, process_forks_finished;
+
+/* Read before a call that creates a socket; kept in its record. */
+static inline uint32_t process_forks(void)
+{
+    return __atomic_load_n(&process_forks_finished, __ATOMIC_ACQUIRE);
+}
+
+static inline bool process_forked_since(uint32_t forks)
+{
+    uint32_t finished = __atomic_load_n(&process_forks_finished, __ATOMIC_ACQUIRE);
+    return finished != forks ||
+           __atomic_load_n(&process_forks_started, __ATOMIC_ACQUIRE) != finished;
+}
 
 #endif

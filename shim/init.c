@@ -103,12 +103,17 @@ static void adopt_inherited_sockets(void)
 
 /* ---- fork ---- */
 
-/* Both processes now hold every socket: neither one's close releases it alone. */
+/* Counted before the syscall: see process_forked_since(). */
+static void before_fork(void) { __atomic_add_fetch(&process_forks_started, 1, __ATOMIC_ACQ_REL); }
+
+/* Both processes now hold every socket: neither one's close releases it
+ * alone.  Also after a failed fork: glibc runs these handlers then too. */
 static void after_fork_in_parent(void)
 {
-    int saved = errno; /* fork succeeded: its caller must find errno untouched */
+    int saved = errno; /* the caller must find errno as fork left it */
     guard_reenter();
     lifecycle_mark_shared(false);
+    __atomic_add_fetch(&process_forks_finished, 1, __ATOMIC_ACQ_REL);
     guard_leave();
     errno = saved;
 }
@@ -117,6 +122,11 @@ static void after_fork_in_child(void)
 {
     int saved = errno;
     guard_reenter();
+    /* Only this thread came along: a fork other threads had under way
+     * will never finish here.  Every socket created before this fork was
+     * created under a smaller count than the started one. */
+    __atomic_store_n(&process_forks_finished,
+                     __atomic_load_n(&process_forks_started, __ATOMIC_ACQUIRE), __ATOMIC_RELEASE);
     process_after_fork_in_child();
     log_after_fork_in_child(&shim_config);
     lifecycle_mark_shared(false);
@@ -144,7 +154,7 @@ __attribute__((constructor)) static void shim_start(void)
         event_config_error(problems[i].variable, problems[i].value, problems[i].message);
 
     adopt_inherited_sockets();
-    pthread_atfork(NULL, after_fork_in_parent, after_fork_in_child);
+    pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child);
     __atomic_store_n(&shim_ready, true, __ATOMIC_RELEASE);
     guard_leave();
 }

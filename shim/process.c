@@ -111,6 +111,8 @@ const char *process_identity_members(uint64_t now_ns, unsigned *len)
 
 void process_comm_renamed(void) { __atomic_add_fetch(&comm_generation, 1, __ATOMIC_RELEASE); }
 
+uint32_t process_forks_started, process_forks_finished;
+
 void process_after_fork_in_child(void)
 {
     shim_pid = getpid();

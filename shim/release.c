@@ -19,11 +19,12 @@
 
 /* ---- tracking ---- */
 
-struct socket_record *lifecycle_track(int fd, int family, enum socket_role role)
+struct socket_record *lifecycle_track(int fd, int family, enum socket_role role, uint32_t forks)
 {
     struct socket_record *rec = record_new(family, role);
     if (!rec)
         return NULL;
+    rec->forks_at_birth = forks;
     struct socket_record *old = fdtab_put(fd, rec);
     if (old == rec) { /* fd beyond the table */
         record_free(rec);
@@ -84,7 +85,7 @@ struct socket_record *lifecycle_adopt(int fd)
     if (!probe_is_tcp(fd, &family, &listening))
         return NULL;
     struct socket_record *rec =
-        lifecycle_track(fd, family, listening ? ROLE_LISTENER : ROLE_ACCEPTED);
+        lifecycle_track(fd, family, listening ? ROLE_LISTENER : ROLE_ACCEPTED, process_forks());
     if (!rec)
         return NULL;
     rec->adopted = true;
@@ -202,7 +203,8 @@ static void facts_from_record(struct close_facts *f, const struct release *r)
     f->listener = rec->role == ROLE_LISTENER;
     f->accepted = rec->role == ROLE_ACCEPTED && !rec->adopted;
     f->refs_left = r->last ? 0 : 1;
-    f->shared_with_process = __atomic_load_n(&rec->shared_with_process, __ATOMIC_RELAXED);
+    f->shared_with_process = __atomic_load_n(&rec->shared_with_process, __ATOMIC_RELAXED) ||
+                             process_forked_since(rec->forks_at_birth);
     f->unread_bytes = -1;
     f->linger_onoff = -1;
     f->tcp_state = -1;
@@ -583,6 +585,23 @@ bool release_begin(struct release *r, int fd, const char *via)
     return tracked;
 }
 
+/* A fork in another thread between release_begin() and the real call may
+ * have copied the socket into a child before this process let it go: the
+ * verdict worked out then was a last release's.  Settled like any shared
+ * socket, by asking the kernel, when the line is wanted and the lookup's
+ * keys were learnt; otherwise it stays "shared", rst unknown. */
+static void settle_fork_race(struct release *r)
+{
+    struct close_facts *f = &r->facts;
+    if (!r->last || f->shared_with_process || !process_forked_since(r->rec->forks_at_birth))
+        return;
+    f->shared_with_process = true;
+    r->if_last = r->verdict;
+    r->verdict = verdict_with_age(f, r->rec);
+    r->verify = r->write && r->verdict.rst == RST_UNKNOWN && r->rec->cookie &&
+                r->rec->local_len > 0;
+}
+
 void release_end(struct release *r, bool released)
 {
     if (!r->rec)
@@ -593,6 +612,7 @@ void release_end(struct release *r, bool released)
         return;
     }
     if (!r->stale) {
+        settle_fork_race(r);
         if (r->verify)
             finish_verification(r);
         if (r->write)
@@ -658,8 +678,7 @@ void release_set_begin(struct release_set *set, int low, int high, const char *v
 void release_set_close_shared(struct release_set *set)
 {
     for (unsigned i = 0; i < set->count; i++)
-        if (!set->items[i].stale &&
-            __atomic_load_n(&set->items[i].rec->shared_with_process, __ATOMIC_RELAXED))
+        if (!set->items[i].stale && set->items[i].facts.shared_with_process)
             REAL(close)(set->items[i].fd);
 }
 

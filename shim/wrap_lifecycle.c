@@ -30,11 +30,12 @@ static bool is_tcp_request(int domain, int type, int protocol)
 
 SHIM_EXPORT int socket(int domain, int type, int protocol)
 {
+    uint32_t forks = process_forks();
     int fd = REAL(socket)(domain, type, protocol);
     if (fd < 0 || !is_tcp_request(domain, type, protocol) || !guard_enter())
         return fd;
     int saved = errno;
-    lifecycle_track(fd, domain, ROLE_NONE);
+    lifecycle_track(fd, domain, ROLE_NONE, forks);
     guard_leave();
     errno = saved;
     return fd;
@@ -166,7 +167,7 @@ static socklen_t copy_address(struct sockaddr_storage *to, const void *from, soc
 }
 
 static void after_accept(int listen_fd, int fd, const struct sockaddr *addr, socklen_t given,
-                         const socklen_t *len, int err)
+                         const socklen_t *len, int err, uint32_t forks)
 {
     struct socket_record *listener = fdtab_get(listen_fd);
     if (!listener && (fd >= 0 || is_resource_error(err)))
@@ -178,7 +179,7 @@ static void after_accept(int listen_fd, int fd, const struct sockaddr *addr, soc
             event_accept_error(listen_fd, listener, err);
         return;
     }
-    struct socket_record *rec = lifecycle_track(fd, listener->family, ROLE_ACCEPTED);
+    struct socket_record *rec = lifecycle_track(fd, listener->family, ROLE_ACCEPTED, forks);
     if (!rec)
         return;
     rec->listen_fd = listen_fd;
@@ -216,11 +217,12 @@ static int accept_common(int listen_fd, struct sockaddr *addr, socklen_t *len, i
         len = &lent_len;
     }
     socklen_t given = len ? *len : 0;
+    uint32_t forks = process_forks();
     int fd = four ? REAL(accept4)(listen_fd, addr, len, flags) : REAL(accept)(listen_fd, addr, len);
     if (!guard_enter())
         return fd;
     int saved = errno;
-    after_accept(listen_fd, fd, addr, given, len, saved);
+    after_accept(listen_fd, fd, addr, given, len, saved, forks);
     guard_leave();
     errno = saved;
     return fd;

@@ -36,5 +36,6 @@ void test_json_line(void);
 void test_netstat(void);
 void test_reads(void);
 void test_seen(void);
+void test_forks(void);
 
 #endif

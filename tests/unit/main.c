@@ -13,6 +13,7 @@ int main(void)
     test_netstat();
     test_reads();
     test_seen();
+    test_forks();
     printf("unit: %d passed, %d failed\n", checks_passed, checks_failed);
     return checks_failed ? 1 : 0;
 }

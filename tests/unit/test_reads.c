@@ -1,10 +1,12 @@
 /* The words of a socket record that threads update without a lock
  * (include/fdtab.h): what the receive wrappers saw read, and the SEEN_*
- * bits, each tagged with the record's generation. */
+ * bits, each tagged with the record's generation; and the fork counters
+ * (include/process.h) that say whether a socket may be in a child. */
 #include <stdint.h>
 
 #include "check.h"
 #include "fdtab.h"
+#include "process.h"
 
 void test_reads(void)
 {
@@ -42,4 +44,36 @@ void test_seen(void)
     CHECK(seen_bits(&rec) == 0);
     CHECK(seen_set(&rec, generation + 2, SEEN_PEER_RESET, &before) && before == 0);
     CHECK(seen_bits(&rec) == SEEN_PEER_RESET);
+}
+
+/* The counters live in shim/process.c, which the unit tests do not link. */
+uint32_t process_forks_started, process_forks_finished;
+
+void test_forks(void)
+{
+    process_forks_started = process_forks_finished = 4;
+    uint32_t before = process_forks();
+    CHECK(!process_forked_since(before));
+    /* another thread's fork under way: the syscall may come before this close */
+    process_forks_started++;
+    CHECK(process_forked_since(before));
+    /* a socket created while the fork is under way may be in the child too */
+    uint32_t during = process_forks();
+    process_forks_finished++;
+    CHECK(process_forked_since(before) && process_forked_since(during));
+    /* created after the fork: this process's alone */
+    uint32_t after = process_forks();
+    CHECK(!process_forked_since(after));
+    /* two forks at once, one finished: still under way */
+    process_forks_started += 2;
+    process_forks_finished++;
+    CHECK(process_forked_since(after));
+    process_forks_finished++;
+    CHECK(process_forked_since(after) && !process_forked_since(process_forks()));
+    /* the counters wrap */
+    process_forks_started = process_forks_finished = UINT32_MAX;
+    uint32_t old = process_forks();
+    process_forks_started++;
+    process_forks_finished++;
+    CHECK(process_forked_since(old) && !process_forked_since(process_forks()));
 }
