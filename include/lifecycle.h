@@ -49,6 +49,7 @@ struct release {
      * the call, whether this close was the last release (verify.h). */
     bool verify;
     bool verified;
+    bool fork_settled;      /* settle_fork_race() already ran (exit: before the shim's closes) */
     struct close_verdict if_last; /* the verdict should it prove to be the last */
     bool write;             /* a line is wanted: addresses were learnt before the call */
     long long drained;      /* RSTSHIM_FIX=drain: unread bytes read and dropped; -1 none */

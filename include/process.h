@@ -46,11 +46,28 @@ static inline uint32_t process_forks(void)
     return __atomic_load_n(&process_forks_finished, __ATOMIC_ACQUIRE);
 }
 
+/* Both counters at one moment: finished first, so that a fork finishing
+ * between the two reads shows as under way, never as not yet started. */
+struct fork_counts {
+    uint32_t started, finished;
+};
+
+static inline struct fork_counts process_fork_counts(void)
+{
+    struct fork_counts now;
+    now.finished = __atomic_load_n(&process_forks_finished, __ATOMIC_ACQUIRE);
+    now.started = __atomic_load_n(&process_forks_started, __ATOMIC_ACQUIRE);
+    return now;
+}
+
+static inline bool forked_since(struct fork_counts now, uint32_t forks)
+{
+    return now.finished != forks || now.started != now.finished;
+}
+
 static inline bool process_forked_since(uint32_t forks)
 {
-    uint32_t finished = __atomic_load_n(&process_forks_finished, __ATOMIC_ACQUIRE);
-    return finished != forks ||
-           __atomic_load_n(&process_forks_started, __ATOMIC_ACQUIRE) != finished;
+    return forked_since(process_fork_counts(), forks);
 }
 
 #endif

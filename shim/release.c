@@ -525,7 +525,7 @@ static bool probe_release(struct release *r, int fd, const char *via)
     if (!r->rec)
         return false;
     r->last = record_drop(r->rec) == 0;
-    r->stale = r->have_tcp = r->verify = r->verified = r->write = false;
+    r->stale = r->have_tcp = r->verify = r->verified = r->write = r->fork_settled = false;
     r->drained = -1;
     r->stack.count = 0;
     struct socket_record *rec = r->rec;
@@ -588,12 +588,17 @@ bool release_begin(struct release *r, int fd, const char *via)
 /* A fork in another thread between release_begin() and the real call may
  * have copied the socket into a child before this process let it go: the
  * verdict worked out then was a last release's.  Settled like any shared
- * socket, by asking the kernel, when the line is wanted and the lookup's
- * keys were learnt; otherwise it stays "shared", rst unknown. */
-static void settle_fork_race(struct release *r)
+ * socket, by asking the kernel after this process's fds are closed, when
+ * the line is wanted and the lookup's keys were learnt; otherwise a wanted
+ * line says "shared", rst unknown (flagged mode wanted no line for a close
+ * with nothing to flag, and none is written). */
+static void settle_fork_race(struct release *r, struct fork_counts now)
 {
     struct close_facts *f = &r->facts;
-    if (!r->last || f->shared_with_process || !process_forked_since(r->rec->forks_at_birth))
+    if (r->fork_settled)
+        return;
+    r->fork_settled = true;
+    if (!r->last || f->shared_with_process || !forked_since(now, r->rec->forks_at_birth))
         return;
     f->shared_with_process = true;
     r->if_last = r->verdict;
@@ -612,7 +617,7 @@ void release_end(struct release *r, bool released)
         return;
     }
     if (!r->stale) {
-        settle_fork_race(r);
+        settle_fork_race(r, process_fork_counts());
         if (r->verify)
             finish_verification(r);
         if (r->write)
@@ -677,8 +682,21 @@ void release_set_begin(struct release_set *set, int low, int high, const char *v
  * kernel can say what their release did. */
 void release_set_close_shared(struct release_set *set)
 {
+    /* Whether a fork copied a socket is decided here, once, from one reading
+     * of the counters, and per socket (a dup's fds all close): after exit,
+     * only the kernel releases the rest, too late to ask it. */
+    struct fork_counts now = process_fork_counts();
+    for (unsigned i = 0; i < set->count; i++) {
+        struct release *r = &set->items[i];
+        if (r->stale)
+            continue;
+        settle_fork_race(r, now);
+        if (r->facts.shared_with_process || forked_since(now, r->rec->forks_at_birth))
+            __atomic_store_n(&r->rec->shared_with_process, true, __ATOMIC_RELAXED);
+    }
     for (unsigned i = 0; i < set->count; i++)
-        if (!set->items[i].stale && set->items[i].facts.shared_with_process)
+        if (!set->items[i].stale &&
+            __atomic_load_n(&set->items[i].rec->shared_with_process, __ATOMIC_RELAXED))
             REAL(close)(set->items[i].fd);
 }
 

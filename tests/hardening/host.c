@@ -1624,12 +1624,86 @@ static int mode_mix(const char *self, int seconds, int with_vfork, int nworkers_
     return 0;
 }
 
+/* ---------------------------------------------------------------- exitfork */
+
+/* exit() while another thread forks.  At exit the shim probes every socket
+ * (slow with thousands of listeners) and then lets the kernel release them:
+ * a fork landing in between copies sockets the shim judged alone.  The
+ * accepted socket holds 100 unread bytes, so its release resets the peer
+ * whoever lets go last (the fork's child _exits at once); the peer, a
+ * process of its own, prints what it saw, and the exit line must agree. */
+static int exitfork_delay_us;
+
+static void *exitfork_forker(void *arg)
+{
+    (void)arg;
+    struct timespec ts = {0, exitfork_delay_us * 1000L};
+    nanosleep(&ts, NULL);
+    pid_t pid = fork();
+    if (pid == 0)
+        _exit(0);
+    if (pid > 0)
+        waitpid(pid, NULL, 0);
+    for (;;)
+        pause(); /* ended by the exit */
+    return NULL;
+}
+
+static int mode_exitfork(int delay_us, int fillers)
+{
+    struct sockaddr_in addr;
+    int lfd = make_listener(&addr, 8);
+    int ready[2];
+    if (pipe(ready) != 0)
+        die("pipe");
+    fflush(stdout);
+    pid_t peer = fork();
+    if (peer < 0)
+        die("fork");
+    if (peer == 0) {
+        int c = connect_to(&addr, 0);
+        char buf[100] = {0};
+        if (send(c, buf, sizeof buf, 0) != (ssize_t)sizeof buf || write(ready[1], "x", 1) != 1)
+            die("peer");
+        struct timeval tv = {10, 0};
+        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        ssize_t n = recv(c, buf, sizeof buf, 0);
+        printf("peer %s\n", n < 0 && errno == ECONNRESET ? "reset" : n == 0 ? "eof" : "other");
+        fflush(stdout);
+        _exit(0);
+    }
+    int s = accept_one(lfd, 0);
+    char x;
+    if (read(ready[0], &x, 1) != 1)
+        die("ready");
+    sleep_ms(20); /* the 100 bytes are in s's receive queue */
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)fillers + 64) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    for (int i = 0; i < fillers; i++) {
+        struct sockaddr_in other;
+        if (make_listener(&other, 1) < 0)
+            break;
+    }
+    printf("accepted %d\n", s);
+    fflush(stdout);
+    exitfork_delay_us = delay_us;
+    pthread_t t;
+    if (pthread_create(&t, NULL, exitfork_forker, NULL) != 0)
+        die("pthread_create");
+    exit(0);
+}
+
 /* ------------------------------------------------------------------ main */
 
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "";
 #define ARG(i, dflt) (argc > (i) ? argv[i] : (dflt))
+    if (!strcmp(mode, "exitfork"))
+        return mode_exitfork(atoi(ARG(2, "5000")), atoi(ARG(3, "3000")));
     if (!strcmp(mode, "model") && argc > 2)
         return mode_model(argv[2], atoi(ARG(3, "8")), atoi(ARG(4, "3")), atol(ARG(5, "5000")),
                           (unsigned)atoi(ARG(6, "1")), atoi(ARG(7, "1")));

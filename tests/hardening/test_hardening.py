@@ -54,6 +54,31 @@ def test_threads_model(tmp):
     check_model(prefix, os.path.join(tmp, "model.*.jsonl"), p.stdout, R, "threads")
 
 
+def test_exit_while_forking(tmp):
+    """exit() while another thread forks, at several moments into the exit:
+    the accepted socket's release resets its peer (100 bytes unread) whoever
+    lets go last, and the exit line must say so; never "shared, rst false"
+    from asking the kernel while this process still held the socket."""
+    wrong, verified = [], 0
+    for delay_us in (0, 2000, 5000, 10000, 20000):
+        pattern = os.path.join(tmp, f"exitfork.{delay_us}.%p.jsonl")
+        p = run([HOST, "exitfork", str(delay_us), "3000"], env={"RSTSHIM_LOG": pattern},
+                timeout=60)
+        out = p.stdout.decode(errors="replace").split()
+        if p.returncode != 0 or p.timed_out or "accepted" not in out or "peer" not in out:
+            wrong.append(f"delay {delay_us}: {p}")
+            continue
+        fd = int(out[out.index("accepted") + 1])
+        wire = out[out.index("peer") + 1]
+        lines, problems = read_log(logs_by_pid(pattern.replace("%p", "*")).get(p.pid, "/none"))
+        mine = [l for l in closes(lines) if l.get("fd") == fd and l.get("via") == "exit"]
+        verified += sum(1 for l in mine if l.get("verified"))
+        if wire != "reset" or len(mine) != 1 or mine[0].get("rst") is not True or problems:
+            wrong.append(f"delay {delay_us}: peer {wire}, lines {mine} {problems[:2]}")
+    R.check(f"exit while another thread forks: each exit line of the unread socket says rst true, "
+            f"as the peer saw ({verified} of 5 settled by asking the kernel)", not wrong, wrong)
+
+
 # ------------------------------------------------------------------ signals
 
 def sigstorm(tmp, with_malloc):
