@@ -123,6 +123,13 @@ static inline bool seen_set(struct socket_record *rec, uint32_t generation, uint
     }
 }
 
+/* seen_set() for callers that need not know what was there before. */
+static inline void seen_mark(struct socket_record *rec, uint32_t generation, uint32_t bits)
+{
+    uint32_t before;
+    seen_set(rec, generation, bits, &before);
+}
+
 /* Records */
 struct socket_record *record_new(int family, enum socket_role role);
 void record_retain(struct socket_record *rec);

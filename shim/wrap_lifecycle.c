@@ -107,8 +107,7 @@ static int shutdown_connection(int fd, struct socket_record *rec, int how)
         return ret;
     uint32_t bits = (how == SHUT_RD ? SEEN_SHUT_RD : how == SHUT_WR ? SEEN_SHUT_WR
                                                                      : SEEN_SHUT_RD | SEEN_SHUT_WR);
-    uint32_t before;
-    seen_set(rec, generation, bits, &before);
+    seen_mark(rec, generation, bits);
     return ret;
 }
 
@@ -343,9 +342,8 @@ SHIM_EXPORT int fclose(FILE *stream)
         return REAL(fclose)(stream);
     }
     /* fclose flushes buffered output first: that is writing, not an immediate close. */
-    uint32_t before;
     if (__fpending(stream) > 0)
-        seen_set(rec, __atomic_load_n(&rec->generation, __ATOMIC_ACQUIRE), SEEN_WROTE, &before);
+        seen_mark(rec, __atomic_load_n(&rec->generation, __ATOMIC_ACQUIRE), SEEN_WROTE);
     bool tracked = release_begin(&r, fd, "fclose");
     guard_leave();
     int ret = REAL(fclose)(stream);

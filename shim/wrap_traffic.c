@@ -40,12 +40,6 @@ static inline struct traffic traffic_lookup(int fd)
     return t;
 }
 
-static inline void mark_seen(struct traffic t, uint32_t bit)
-{
-    uint32_t before;
-    seen_set(t.rec, t.generation, bit, &before);
-}
-
 /* A plain load and store, no locked instruction on the hot path: a lost
  * update undercounts (safe), and a store that lands in a record reused
  * meanwhile carries the old tag, which disowns the word (see fdtab.h). */
@@ -88,7 +82,7 @@ static void after_failed_transfer(int fd, struct traffic t, int err, int msg_fla
     if (err == ECONNRESET || err == EPIPE)
         report_peer_reset(fd, t, err, call);
     else if (receiving && (err == EAGAIN || err == EWOULDBLOCK) && timed_out(fd, t.rec, msg_flags))
-        mark_seen(t, SEEN_RECV_TIMEOUT);
+        seen_mark(t.rec, t.generation, SEEN_RECV_TIMEOUT);
 }
 
 /* want: the bytes asked for (a zero-length read returning 0 is not EOF). */
@@ -104,7 +98,7 @@ static inline void after_transfer(int fd, struct traffic t, ssize_t n, size_t wa
     if (__atomic_load_n(&t.rec->generation, __ATOMIC_ACQUIRE) != t.generation)
         return; /* closed and reused meanwhile: these bytes were another socket's */
     if (n > 0) {
-        mark_seen(t, receiving ? SEEN_READ : SEEN_WROTE);
+        seen_mark(t.rec, t.generation, receiving ? SEEN_READ : SEEN_WROTE);
         /* Not MSG_OOB: the urgent byte leaves the stream only when a
          * plain receive passes it. */
         if (receiving && !(msg_flags & (MSG_PEEK | MSG_OOB)))
@@ -112,7 +106,7 @@ static inline void after_transfer(int fd, struct traffic t, ssize_t n, size_t wa
         return;
     }
     if (n == 0 && receiving && want > 0) {
-        mark_seen(t, SEEN_EOF);
+        seen_mark(t.rec, t.generation, SEEN_EOF);
         if (!(msg_flags & (MSG_PEEK | MSG_OOB))) /* MSG_OOB answers 0 after a FIN with data queued */
             note_reads(t, 0, READS_TO_EOF);
         return;
