@@ -68,6 +68,27 @@ static void escaping(void)
     CHECK_STR(closed(&j), "{\"flags\":[\"unread_data\",\"linger_zero\"],\"none\":[]}");
 }
 
+/* Every byte value, each between two plain ones: escaped exactly when JSON
+ * requires it (controls, quote, backslash; DEL too), copied otherwise
+ * (bytes >= 0x80 pass through as they are). */
+static void escaping_every_byte(void)
+{
+    for (int c = 1; c < 256; c++) {
+        char value[4] = {'x', (char)c, 'y', '\0'};
+        char expected[32];
+        if (c == '"' || c == '\\')
+            snprintf(expected, sizeof expected, "{\"s\":\"x\\%cy\"}", c);
+        else if (c < 0x20 || c == 0x7f)
+            snprintf(expected, sizeof expected, "{\"s\":\"x\\u%04xy\"}", c);
+        else
+            snprintf(expected, sizeof expected, "{\"s\":\"x%cy\"}", c);
+        struct json_line j;
+        json_line_open(&j);
+        json_line_string(&j, "s", value);
+        CHECK_STR(closed(&j), expected);
+    }
+}
+
 static void overflow_leaves_fields_out_whole(void)
 {
     static char big[JSON_LINE_CAPACITY];
@@ -119,5 +140,6 @@ void test_json_line(void)
     fields();
     fixed_point();
     escaping();
+    escaping_every_byte();
     overflow_leaves_fields_out_whole();
 }
