@@ -269,7 +269,7 @@ static SHIM_NOINLINE int close_tracked(int fd)
     return ret;
 }
 
-SHIM_EXPORT int close(int fd)
+SHIM_EXPORT_HOT int close(int fd)
 {
     /* The close of every file and pipe passes here: one table lookup. */
     int (*fn)(int) = real.close;
@@ -440,7 +440,7 @@ static int fcntl_common(int (*real_fcntl)(int, int, ...), int fd, int cmd, void 
 
 /* The third argument is an int or a pointer; on x86-64 both travel in the
  * same register, so passing it on as a pointer is exact. */
-SHIM_EXPORT int fcntl(int fd, int cmd, ...)
+SHIM_EXPORT_HOT int fcntl(int fd, int cmd, ...)
 {
     va_list ap;
     va_start(ap, cmd);
@@ -449,7 +449,7 @@ SHIM_EXPORT int fcntl(int fd, int cmd, ...)
     return fcntl_common(REAL(fcntl), fd, cmd, arg);
 }
 
-SHIM_EXPORT int fcntl64(int fd, int cmd, ...)
+SHIM_EXPORT_HOT int fcntl64(int fd, int cmd, ...)
 {
     va_list ap;
     va_start(ap, cmd);

@@ -135,7 +135,7 @@ static SHIM_NOINLINE ssize_t recv_tracked(int fd, void *buf, size_t len, int fla
     return n;
 }
 
-SHIM_EXPORT ssize_t recv(int fd, void *buf, size_t len, int flags)
+SHIM_EXPORT_HOT ssize_t recv(int fd, void *buf, size_t len, int flags)
 {
     __typeof__(real.recv) fn = real.recv;
     if (SHIM_LIKELY(fn != NULL && fdtab_get(fd) == NULL))
@@ -151,7 +151,7 @@ static SHIM_NOINLINE ssize_t __recv_chk_tracked(int fd, void *buf, size_t len, s
     return n;
 }
 
-SHIM_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags)
+SHIM_EXPORT_HOT ssize_t __recv_chk(int fd, void *buf, size_t len, size_t buflen, int flags)
 {
     __typeof__(real.__recv_chk) fn = real.__recv_chk;
     if (SHIM_LIKELY(fn != NULL && fdtab_get(fd) == NULL))
@@ -168,7 +168,7 @@ static SHIM_NOINLINE ssize_t recvfrom_tracked(int fd, void *buf, size_t len, int
     return n;
 }
 
-SHIM_EXPORT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
+SHIM_EXPORT_HOT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
                              socklen_t *addr_len)
 {
     __typeof__(real.recvfrom) fn = real.recvfrom;
@@ -186,7 +186,7 @@ static SHIM_NOINLINE ssize_t __recvfrom_chk_tracked(int fd, void *buf, size_t le
     return n;
 }
 
-SHIM_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
+SHIM_EXPORT_HOT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
                                    struct sockaddr *addr, socklen_t *addr_len)
 {
     __typeof__(real.__recvfrom_chk) fn = real.__recvfrom_chk;
@@ -261,7 +261,7 @@ static SHIM_NOINLINE ssize_t read_tracked(int fd, void *buf, size_t len)
     return n;
 }
 
-SHIM_EXPORT ssize_t read(int fd, void *buf, size_t len)
+SHIM_EXPORT_HOT ssize_t read(int fd, void *buf, size_t len)
 {
     __typeof__(real.read) fn = real.read;
     if (SHIM_LIKELY(fn != NULL && fdtab_get(fd) == NULL))
@@ -277,7 +277,7 @@ static SHIM_NOINLINE ssize_t __read_chk_tracked(int fd, void *buf, size_t len, s
     return n;
 }
 
-SHIM_EXPORT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
+SHIM_EXPORT_HOT ssize_t __read_chk(int fd, void *buf, size_t len, size_t buflen)
 {
     __typeof__(real.__read_chk) fn = real.__read_chk;
     if (SHIM_LIKELY(fn != NULL && fdtab_get(fd) == NULL))
@@ -294,7 +294,7 @@ static SHIM_NOINLINE ssize_t readv_tracked(int fd, const struct iovec *iov, int 
     return n;
 }
 
-SHIM_EXPORT ssize_t readv(int fd, const struct iovec *iov, int count)
+SHIM_EXPORT_HOT ssize_t readv(int fd, const struct iovec *iov, int count)
 {
     __typeof__(real.readv) fn = real.readv;
     if (SHIM_LIKELY(fn != NULL && fdtab_get(fd) == NULL))
@@ -310,7 +310,7 @@ static SHIM_NOINLINE ssize_t send_tracked(int fd, const void *buf, size_t len, i
     return n;
 }
 
-SHIM_EXPORT ssize_t send(int fd, const void *buf, size_t len, int flags)
+SHIM_EXPORT_HOT ssize_t send(int fd, const void *buf, size_t len, int flags)
 {
     __typeof__(real.send) fn = real.send;
     if (SHIM_LIKELY(fn != NULL && fdtab_get(fd) == NULL))
@@ -327,7 +327,7 @@ static SHIM_NOINLINE ssize_t sendto_tracked(int fd, const void *buf, size_t len,
     return n;
 }
 
-SHIM_EXPORT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
+SHIM_EXPORT_HOT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
                            const struct sockaddr *addr, socklen_t addr_len)
 {
     __typeof__(real.sendto) fn = real.sendto;
@@ -354,7 +354,7 @@ static SHIM_NOINLINE ssize_t write_tracked(int fd, const void *buf, size_t len)
     return n;
 }
 
-SHIM_EXPORT ssize_t write(int fd, const void *buf, size_t len)
+SHIM_EXPORT_HOT ssize_t write(int fd, const void *buf, size_t len)
 {
     __typeof__(real.write) fn = real.write;
     if (SHIM_LIKELY(fn != NULL && fdtab_get(fd) == NULL))
@@ -370,7 +370,7 @@ static SHIM_NOINLINE ssize_t writev_tracked(int fd, const struct iovec *iov, int
     return n;
 }
 
-SHIM_EXPORT ssize_t writev(int fd, const struct iovec *iov, int count)
+SHIM_EXPORT_HOT ssize_t writev(int fd, const struct iovec *iov, int count)
 {
     __typeof__(real.writev) fn = real.writev;
     if (SHIM_LIKELY(fn != NULL && fdtab_get(fd) == NULL))

@@ -46,5 +46,26 @@ else
     pass "no text relocations"
 fi
 
+# The wrappers on every file and pipe call (SHIM_EXPORT_HOT) must each lie
+# within one 4 KiB page: a fast path that crosses one costs an extra TLB miss
+# after every syscall on a kernel without PCID (include/guard.h).
+hot=$(grep -ohE 'SHIM_EXPORT_HOT [^(]*\b[A-Za-z_0-9]+\(' shim/*.c | grep -oE '[A-Za-z_0-9]+\($' | tr -d '(' | sort -u)
+crossing=""
+for name in $hot; do
+    read -r start size < <(nm -S --defined-only "$lib" | awk -v n="$name" '$4 == n && $3 == "T" {print $1, $2; exit}')
+    if [ -z "${start:-}" ]; then
+        crossing+="$name(missing) "
+        continue
+    fi
+    first=$((16#$start)) last=$((16#$start + 16#$size - 1))
+    [ $((first / 4096)) -eq $((last / 4096)) ] || crossing+="$name($start+$size) "
+    start=""
+done
+if [ -n "$hot" ] && [ -z "$crossing" ]; then
+    pass "the $(echo "$hot" | wc -w) hot wrappers each lie within one 4 KiB page"
+else
+    fail "hot wrappers within one page" "${crossing:-none found}"
+fi
+
 echo "build: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
