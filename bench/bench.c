@@ -57,6 +57,7 @@ static struct {
     const char *only;    /* run only rows whose workload name contains this */
     const char *log;     /* --log: where shimmed servers log instead of a file per row */
     char bindir[PATH_MAX], shim[PATH_MAX], workdir[PATH_MAX];
+    char floor_lib[PATH_MAX + 16]; /* BINDIR/libfloor.so */
     bool netns;          /* rows run in private network namespaces */
     char netns_why[160]; /* why not */
 } opt = {.cpu = -1, .slice_ns = 15000000};
@@ -265,8 +266,12 @@ static bool enter_private_netns(void)
 
 /* ------------------------------------------------------------- targets */
 
-enum cfg { BARE, FLAGGED, ALL, STRACE };
-static const char *const cfg_name[] = {"bare", "flagged", "all", "strace"};
+/* FLOOR_*: bench/floor.c, the least any preload could do (one probe per
+ * close; with all, one write per line): what this boot charges for that
+ * alone, read against the shim's rows. */
+enum cfg { BARE, FLAGGED, ALL, STRACE, FLOOR_FLAGGED, FLOOR_ALL };
+static const char *const cfg_name[] = {"bare", "flagged", "all", "strace", "floor-flagged",
+                                       "floor-all"};
 
 enum kind { K_SRV, K_FDOPS, K_NGINX };
 
@@ -305,6 +310,13 @@ struct target {
 };
 
 static bool shimmed(enum cfg c) { return c == FLAGGED || c == ALL; }
+static bool floored(enum cfg c) { return c == FLOOR_FLAGGED || c == FLOOR_ALL; }
+
+/* The library a test server runs under, or NULL. */
+static const char *preload_of(enum cfg c)
+{
+    return shimmed(c) ? opt.shim : floored(c) ? opt.floor_lib : NULL;
+}
 
 /* In the child: the environment of a bare or shimmed host. */
 static void child_env(const struct target *t)
@@ -314,10 +326,10 @@ static void child_env(const struct target *t)
     unsetenv("RSTSHIM_EVENTS");
     unsetenv("RSTSHIM_TAG");
     unsetenv("RSTSHIM_IMMEDIATE_MS");
-    if (shimmed(t->cfg)) {
-        setenv("LD_PRELOAD", opt.shim, 1);
+    if (preload_of(t->cfg)) {
+        setenv("LD_PRELOAD", preload_of(t->cfg), 1);
         setenv("RSTSHIM_LOG", opt.log ? opt.log : t->log, 1);
-        setenv("RSTSHIM_EVENTS", t->cfg == ALL ? "all" : "flagged", 1);
+        setenv("RSTSHIM_EVENTS", t->cfg == ALL || t->cfg == FLOOR_ALL ? "all" : "flagged", 1);
     }
 }
 
@@ -635,8 +647,9 @@ static long target_hwm_kb(const struct target *t)
     return max;
 }
 
-/* 1: every serving process has the shim loaded; 0: none has; -1: some have. */
-static int target_has_shim(const struct target *t)
+/* 1: every serving process has a library whose path contains name loaded;
+ * 0: none has; -1: some have. */
+static int target_has_lib(const struct target *t, const char *name)
 {
     pid_t p[12];
     int n = 0;
@@ -650,7 +663,7 @@ static int target_has_shim(const struct target *t)
         p[n++] = t->server;
     int with = 0;
     for (int i = 0; i < n; i++)
-        with += proc_maps_has(p[i], "librstshim");
+        with += proc_maps_has(p[i], name);
     return with == n ? 1 : with == 0 ? 0 : -1;
 }
 
@@ -1169,6 +1182,11 @@ static void run_row(enum workload wl, enum cfg cfg, const struct plan *p)
         snprintf(r->note, sizeof r->note, "SKIP: strace is not installed");
         return;
     }
+    if (floored(cfg) && access(opt.floor_lib, R_OK) != 0) {
+        r->skipped = true;
+        snprintf(r->note, sizeof r->note, "SKIP: libfloor.so is not built (make bench builds it)");
+        return;
+    }
     enter_private_netns();
     usleep(200000); /* let the previous row's namespace and processes wind down */
     slice_fn f = NULL;
@@ -1202,10 +1220,13 @@ static void run_row(enum workload wl, enum cfg cfg, const struct plan *p)
         if ((wl == W_FILE || wl == W_PIPE) && (fdops_sync(&t[0]) || fdops_sync(&t[1]))) {
             r->failed = true;
             snprintf(r->note, sizeof r->note, "FAILED: the fdops worker does not answer");
-        } else if (shimmed(cfg) && target_has_shim(&t[1]) != 1) {
+        } else if (preload_of(cfg) &&
+                   target_has_lib(&t[1], floored(cfg) ? "libfloor" : "librstshim") != 1) {
             r->failed = true;
             snprintf(r->note, sizeof r->note, "FAILED: the shim is not loaded in the server");
-        } else if (target_has_shim(&t[0]) != 0 || (cfg == BARE && target_has_shim(&t[1]) != 0)) {
+        } else if (target_has_lib(&t[0], "librstshim") != 0 ||
+                   target_has_lib(&t[0], "libfloor") != 0 ||
+                   (cfg == BARE && target_has_lib(&t[1], "librstshim") != 0)) {
             r->failed = true;
             snprintf(r->note, sizeof r->note, "FAILED: a bare server has the shim loaded");
         } else {
@@ -1214,7 +1235,7 @@ static void run_row(enum workload wl, enum cfg cfg, const struct plan *p)
     }
     for (int s = 0; s < started; s++)
         stop_target(&t[s]);
-    if (shimmed(cfg) && !opt.log) { /* --log: lines went elsewhere, not counted */
+    if (preload_of(cfg) && !opt.log) { /* --log: lines went elsewhere, not counted */
         r->log_lines = count_lines(t[1].log);
         if (r->log_lines < 0)
             r->log_lines = 0;
@@ -1421,16 +1442,16 @@ static void print_header(void)
 
 static void print_table(void)
 {
-    printf("%-25s %-12s %6s %-11s %-11s %4s %9s %-12s %-11s %7s  %s\n", "workload", "config",
+    printf("%-25s %-13s %6s %-11s %-11s %4s %9s %-13s %-11s %7s  %s\n", "workload", "config",
            "ratio", "median CI95", "p25-p75", "n", "ops(test)", "CPU us/op", "RSS kB", "log",
            "budget");
-    printf("%-25s %-12s %6s %-11s %-11s %4s %9s %-12s %-11s %7s\n", "", "", "", "", "", "", "",
+    printf("%-25s %-13s %6s %-11s %-11s %4s %9s %-13s %-11s %7s\n", "", "", "", "", "", "", "",
            "bare>test", "bare>test", "lines");
     for (int i = 0; i < nrows; i++) {
         struct row *r = &rows[i];
         const char *cfg = r->cfg == BARE ? "bare-vs-bare" : cfg_name[r->cfg];
         if (r->skipped || (r->failed && r->n == 0)) {
-            printf("%-25s %-12s %s\n", wl_name[r->wl], cfg, r->note);
+            printf("%-25s %-13s %s\n", wl_name[r->wl], cfg, r->note);
             continue;
         }
         char ci[32], iqr[32], cpu[40], rss[40], lines[24], bud[32];
@@ -1447,9 +1468,11 @@ static void print_table(void)
             snprintf(bud, sizeof bud, ">=%.2f %s", b, r->med >= b ? "OK" : "OVER");
         else if (r->cfg == BARE)
             snprintf(bud, sizeof bud, "(noise floor)");
+        else if (floored(r->cfg))
+            snprintf(bud, sizeof bud, "(least any preload pays)");
         else
             snprintf(bud, sizeof bud, "-");
-        printf("%-25s %-12s %6.3f %-11s %-11s %4d %9llu %-12s %-11s %7s  %s%s%s\n",
+        printf("%-25s %-13s %6.3f %-11s %-11s %4d %9llu %-13s %-11s %7s  %s%s%s\n",
                wl_name[r->wl], cfg, r->med, ci, iqr, r->n, (unsigned long long)r->ops[1], cpu, rss,
                lines, bud, r->note[0] ? "  " : "", r->note);
     }
@@ -1532,6 +1555,7 @@ int main(int argc, char **argv)
             "SHIM WORKDIR");
     absolute(opt.bindir, argv[i]);
     absolute(opt.shim, argv[i + 1]);
+    snprintf(opt.floor_lib, sizeof opt.floor_lib, "%s/libfloor.so", opt.bindir);
     mkdir(argv[i + 2], 0755);
     absolute(opt.workdir, argv[i + 2]);
     if (opt.slice_ns < 1000000 || opt.slice_ns > 1000000000)
@@ -1577,6 +1601,8 @@ int main(int argc, char **argv)
     run_row(W_CHURN, BARE, &churn);
     run_row(W_CHURN, FLAGGED, &churn);
     run_row(W_CHURN, ALL, &churn);
+    run_row(W_CHURN, FLOOR_FLAGGED, &churn);
+    run_row(W_CHURN, FLOOR_ALL, &churn);
     run_row(W_CHURN, STRACE, &strace_plan);
     if (!q)
         run_row(W_KA, BARE, &ka);
@@ -1606,6 +1632,8 @@ int main(int argc, char **argv)
         run_row(W_NGX_CLOSE, BARE, &ngx);
         run_row(W_NGX_CLOSE, FLAGGED, &ngx);
         run_row(W_NGX_CLOSE, ALL, &ngx);
+        run_row(W_NGX_CLOSE, FLOOR_FLAGGED, &ngx);
+        run_row(W_NGX_CLOSE, FLOOR_ALL, &ngx);
         run_wrk_row(W_WRK_KA, ALL, 6);
         run_wrk_row(W_WRK_CLOSE, ALL, 6);
     }

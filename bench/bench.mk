@@ -5,12 +5,17 @@
 # budget.  See bench/README.md.
 
 BENCH_DIR    := build/bench
-BENCH_BINS   := $(BENCH_DIR)/bench $(BENCH_DIR)/srv $(BENCH_DIR)/fdops
+BENCH_BINS   := $(BENCH_DIR)/bench $(BENCH_DIR)/srv $(BENCH_DIR)/fdops $(BENCH_DIR)/libfloor.so
 BENCH_CFLAGS := -std=c11 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -pthread
 
 $(BENCH_DIR)/%: bench/%.c bench/common.h
 	@mkdir -p $(@D)
 	$(CC) $(BENCH_CFLAGS) -o $@ $< -lm
+
+# The floor rows' preload (bench/floor.c): the least any preload could do.
+$(BENCH_DIR)/libfloor.so: bench/floor.c
+	@mkdir -p $(@D)
+	$(CC) $(BENCH_CFLAGS) -fPIC -shared -fvisibility=hidden -o $@ $< -ldl
 
 .PHONY: bench bench-quick bench-profile
 bench: build/librstshim.so $(BENCH_BINS)
