@@ -52,13 +52,35 @@ static bool put_key(struct json_line *j, const char *key)
     return true;
 }
 
-/* Bytes that JSON strings cannot hold as they are, and NUL (the end): one
- * load per byte in the scan below, which a line's ~14 strings all pass
- * through (a test for each class per byte cost ~2,400 instructions per
- * churn connection with every event on). */
+/* Where a run of plain ASCII ends: NUL (the end), the bytes JSON strings
+ * cannot hold as they are, and every non-ASCII byte (checked as UTF-8 one
+ * sequence at a time below).  One load per byte in the scan, which a line's
+ * ~14 strings all pass through (a test for each class per byte cost ~2,400
+ * instructions per churn connection with every event on). */
 static const bool stops_plain_run[256] = {
-    [0x00 ... 0x1f] = true, ['"'] = true, ['\\'] = true, [0x7f] = true,
+    [0x00 ... 0x1f] = true, ['"'] = true, ['\\'] = true, [0x7f ... 0xff] = true,
 };
+
+/* The length of the well-formed UTF-8 sequence at s (2 to 4 bytes), or 0:
+ * no overlong forms, no surrogates, nothing above U+10FFFF (RFC 3629).  A
+ * NUL fails the continuation test, so nothing past the string is read. */
+static unsigned utf8_sequence(const unsigned char *s)
+{
+    unsigned char c = s[0];
+    if (c >= 0xc2 && c <= 0xdf)
+        return (s[1] & 0xc0) == 0x80 ? 2 : 0;
+    if (c >= 0xe0 && c <= 0xef) {
+        unsigned char low = c == 0xe0 ? 0xa0 : 0x80, high = c == 0xed ? 0x9f : 0xbf;
+        return s[1] >= low && s[1] <= high && (s[2] & 0xc0) == 0x80 ? 3 : 0;
+    }
+    if (c >= 0xf0 && c <= 0xf4) {
+        unsigned char low = c == 0xf0 ? 0x90 : 0x80, high = c == 0xf4 ? 0x8f : 0xbf;
+        return s[1] >= low && s[1] <= high && (s[2] & 0xc0) == 0x80 && (s[3] & 0xc0) == 0x80
+                   ? 4
+                   : 0;
+    }
+    return 0;
+}
 
 static bool put_escape(struct json_line *j, unsigned char c)
 {
@@ -72,7 +94,11 @@ static bool put_escape(struct json_line *j, unsigned char c)
 }
 
 /* Runs of plain bytes (all of an address, a name, a timestamp) are copied
- * whole; only the bytes that need it are escaped one by one. */
+ * whole; only the bytes that need it are escaped one by one.  JSON text is
+ * UTF-8: a well-formed sequence is copied as it is, and any other byte
+ * >= 0x80 (a path or a symbol in another encoding, or a name cut inside a
+ * character) becomes U+FFFD, as jq and Python's "replace" would show it --
+ * a reader that rejects the line (jansson does) would lose all of it. */
 static bool put_escaped(struct json_line *j, const char *s)
 {
     if (!put_char(j, '"'))
@@ -83,10 +109,19 @@ static bool put_escaped(struct json_line *j, const char *s)
             s++;
         if (s > run && !put(j, run, (unsigned)(s - run)))
             return false;
-        if (!*s)
+        unsigned char c = (unsigned char)*s;
+        if (!c)
             break;
-        if (!put_escape(j, (unsigned char)*s++))
+        if (c < 0x80) {
+            if (!put_escape(j, c))
+                return false;
+            s++;
+            continue;
+        }
+        unsigned n = utf8_sequence((const unsigned char *)s);
+        if (n ? !put(j, s, n) : !put(j, "\\ufffd", 6))
             return false;
+        s += n ? n : 1;
     }
     return put_char(j, '"');
 }

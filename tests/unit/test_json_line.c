@@ -69,8 +69,8 @@ static void escaping(void)
 }
 
 /* Every byte value, each between two plain ones: escaped exactly when JSON
- * requires it (controls, quote, backslash; DEL too), copied otherwise
- * (bytes >= 0x80 pass through as they are). */
+ * requires it (controls, quote, backslash; DEL too), copied when ASCII, and
+ * a lone byte >= 0x80 (never well-formed UTF-8 alone) written as U+FFFD. */
 static void escaping_every_byte(void)
 {
     for (int c = 1; c < 256; c++) {
@@ -80,11 +80,46 @@ static void escaping_every_byte(void)
             snprintf(expected, sizeof expected, "{\"s\":\"x\\%cy\"}", c);
         else if (c < 0x20 || c == 0x7f)
             snprintf(expected, sizeof expected, "{\"s\":\"x\\u%04xy\"}", c);
+        else if (c >= 0x80)
+            snprintf(expected, sizeof expected, "{\"s\":\"x\\ufffdy\"}");
         else
             snprintf(expected, sizeof expected, "{\"s\":\"x%cy\"}", c);
         struct json_line j;
         json_line_open(&j);
         json_line_string(&j, "s", value);
+        CHECK_STR(closed(&j), expected);
+    }
+}
+
+/* JSON text is UTF-8: well-formed sequences pass as they are, anything else
+ * (overlong, surrogate, above U+10FFFF, cut short, a stray continuation)
+ * becomes one U+FFFD per byte that could not start a character. */
+static void utf8(void)
+{
+    static const struct {
+        const char *in, *out;
+    } cases[] = {
+        {"caf\xc3\xa9", "caf\xc3\xa9"},                    /* U+00E9 */
+        {"\xe2\x82\xac" "1", "\xe2\x82\xac" "1"},       /* U+20AC */
+        {"\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80"},          /* U+1F600 */
+        {"\xed\x9f\xbf", "\xed\x9f\xbf"},                  /* U+D7FF, below the surrogates */
+        {"\xf4\x8f\xbf\xbf", "\xf4\x8f\xbf\xbf"},          /* U+10FFFF */
+        {"\xc0\x80", "\\ufffd\\ufffd"},                    /* overlong NUL */
+        {"\xe0\x80\xaf", "\\ufffd\\ufffd\\ufffd"},        /* overlong '/' */
+        {"\xed\xa0\x80", "\\ufffd\\ufffd\\ufffd"},        /* a surrogate */
+        {"\xf4\x90\x80\x80", "\\ufffd\\ufffd\\ufffd\\ufffd"}, /* above U+10FFFF */
+        {"\xf5\x80", "\\ufffd\\ufffd"},
+        {"a\xe2\x82", "a\\ufffd\\ufffd"},                  /* cut short at the end */
+        {"\xe2\x82z", "\\ufffd\\ufffdz"},                  /* cut short before ASCII */
+        {"\x80\xc3\xa9", "\\ufffd\xc3\xa9"},                /* stray continuation */
+        {"\xc3\xa9\"\n", "\xc3\xa9\\\"\\u000a"},
+    };
+    for (unsigned i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char expected[64];
+        snprintf(expected, sizeof expected, "{\"s\":\"%s\"}", cases[i].out);
+        struct json_line j;
+        json_line_open(&j);
+        json_line_string(&j, "s", cases[i].in);
         CHECK_STR(closed(&j), expected);
     }
 }
@@ -141,5 +176,6 @@ void test_json_line(void)
     fixed_point();
     escaping();
     escaping_every_byte();
+    utf8();
     overflow_leaves_fields_out_whole();
 }
