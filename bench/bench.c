@@ -213,8 +213,12 @@ static bool proc_maps_has(pid_t pid, const char *what)
         return false;
     char line[512];
     bool found = false;
-    for (int i = 0; i < 100000 && !found && fgets(line, sizeof line, f); i++)
-        found = strstr(line, what) != NULL;
+    /* what: the start of a mapped file's name (its last path component), so
+     * that a directory called after the library does not count. */
+    for (int i = 0; i < 100000 && !found && fgets(line, sizeof line, f); i++) {
+        const char *name = strrchr(line, '/');
+        found = name && strncmp(name + 1, what, strlen(what)) == 0;
+    }
     fclose(f);
     return found;
 }
@@ -311,6 +315,9 @@ struct target {
 
 static bool shimmed(enum cfg c) { return c == FLAGGED || c == ALL; }
 static bool floored(enum cfg c) { return c == FLOOR_FLAGGED || c == FLOOR_ALL; }
+
+/* How that library's file name starts, in /proc/PID/maps. */
+static const char *lib_mark(enum cfg c) { return floored(c) ? "libfloor" : "librstshim"; }
 
 /* The library a test server runs under, or NULL. */
 static const char *preload_of(enum cfg c)
@@ -1220,15 +1227,16 @@ static void run_row(enum workload wl, enum cfg cfg, const struct plan *p)
         if ((wl == W_FILE || wl == W_PIPE) && (fdops_sync(&t[0]) || fdops_sync(&t[1]))) {
             r->failed = true;
             snprintf(r->note, sizeof r->note, "FAILED: the fdops worker does not answer");
-        } else if (preload_of(cfg) &&
-                   target_has_lib(&t[1], floored(cfg) ? "libfloor" : "librstshim") != 1) {
+        } else if (preload_of(cfg) && target_has_lib(&t[1], lib_mark(cfg)) != 1) {
             r->failed = true;
-            snprintf(r->note, sizeof r->note, "FAILED: the shim is not loaded in the server");
+            snprintf(r->note, sizeof r->note, "FAILED: %s is not loaded in the server",
+                     lib_mark(cfg));
         } else if (target_has_lib(&t[0], "librstshim") != 0 ||
                    target_has_lib(&t[0], "libfloor") != 0 ||
-                   (cfg == BARE && target_has_lib(&t[1], "librstshim") != 0)) {
+                   (cfg == BARE && (target_has_lib(&t[1], "librstshim") != 0 ||
+                                    target_has_lib(&t[1], "libfloor") != 0))) {
             r->failed = true;
-            snprintf(r->note, sizeof r->note, "FAILED: a bare server has the shim loaded");
+            snprintf(r->note, sizeof r->note, "FAILED: a bare server has a preload loaded");
         } else {
             measure(r, &t[0], &t[1], f, p);
         }
@@ -1239,6 +1247,14 @@ static void run_row(enum workload wl, enum cfg cfg, const struct plan *p)
         r->log_lines = count_lines(t[1].log);
         if (r->log_lines < 0)
             r->log_lines = 0;
+        /* Every event on a row that opens connections: lines, or the log
+         * could not be written and the row measured something else. */
+        bool connections = wl != W_FILE && wl != W_PIPE;
+        if ((cfg == ALL || cfg == FLOOR_ALL) && connections && r->log_lines == 0 && !r->failed &&
+            r->n > 0) {
+            r->failed = true;
+            snprintf(r->note, sizeof r->note, "FAILED: no line reached the log (RSTSHIM_LOG)");
+        }
         unlink(t[1].log);
     }
     for (int s = 0; s < 2; s++)

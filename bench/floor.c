@@ -39,12 +39,19 @@ static unsigned char accepted[FLOOR_MAX_FD];
 static int log_fd = -1;
 static char accept_line[200], close_line[400];
 
-__attribute__((constructor)) static void floor_init(void)
+/* Also called by the wrappers when another library's constructor calls
+ * them before ours ran. */
+static void resolve(void)
 {
     real_close = (int (*)(int))dlsym(RTLD_NEXT, "close");
     real_accept = (int (*)(int, struct sockaddr *, socklen_t *))dlsym(RTLD_NEXT, "accept");
     real_accept4 =
         (int (*)(int, struct sockaddr *, socklen_t *, int))dlsym(RTLD_NEXT, "accept4");
+}
+
+__attribute__((constructor)) static void floor_init(void)
+{
+    resolve();
     const char *events = getenv("RSTSHIM_EVENTS"), *path = getenv("RSTSHIM_LOG");
     if (events && strcmp(events, "all") == 0 && path)
         log_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
@@ -68,25 +75,35 @@ static int after_accept(int fd)
 
 __attribute__((visibility("default"))) int accept(int fd, struct sockaddr *addr, socklen_t *len)
 {
+    if (!real_accept)
+        resolve();
     return after_accept(real_accept(fd, addr, len));
 }
 
 __attribute__((visibility("default"))) int accept4(int fd, struct sockaddr *addr,
                                                    socklen_t *len, int flags)
 {
+    if (!real_accept4)
+        resolve();
     return after_accept(real_accept4(fd, addr, len, flags));
 }
 
 __attribute__((visibility("default"))) int close(int fd)
 {
+    if (!real_close)
+        resolve();
     if (fd < 0 || fd >= FLOOR_MAX_FD || !accepted[fd])
         return real_close(fd);
     accepted[fd] = 0;
+    /* The probe may fail (the fd was reused for a file behind our back) and
+     * must not leave its errno to a close that succeeds. */
+    int saved = errno;
     unsigned int meminfo[SK_MEMINFO_VARS];
     socklen_t len = sizeof meminfo;
     getsockopt(fd, SOL_SOCKET, SO_MEMINFO, meminfo, &len);
+    errno = saved;
     int ret = real_close(fd);
-    int saved = errno;
+    saved = errno;
     if (log_fd >= 0 && write(log_fd, close_line, sizeof close_line) < 0)
         log_fd = -1;
     errno = saved;

@@ -24,8 +24,8 @@
 /* The wrappers every host calls on files and pipes (read, write, close, ...).
  * A fast path must not cross a 4 KiB page: this VM's kernel flushes the TLB
  * at every syscall (no PCID), and a read() that an unrelated change had moved
- * to 0xcfc0-0xd00d (one page boundary inside) read 0.94-0.98 on the
- * pipe-read row, against 0.97-0.99 at 0xcfb0.  Aligned to 256 bytes, a
+ * to 0xcfc0-0xd00d (one page boundary inside) read 0.945-0.976 on the
+ * pipe-read row, against 0.978-0.992 within one page.  Aligned to 256 bytes, a
  * wrapper under 256 bytes (a lookup and a tail jump) never crosses one;
  * "hot" makes gcc put them in .text.hot, which the linker gathers, so the
  * fourteen share a page or two.  tests/build/check-library.sh checks each. */

@@ -61,6 +61,10 @@ for name in $hot; do
     [ $((first / 4096)) -eq $((last / 4096)) ] || crossing+="$name($start+$size) "
     start=""
 done
+# Every SHIM_EXPORT_HOT definition must have given a name above (one whose
+# name sits on the next line would otherwise drop out unchecked).
+marked=$(grep -ohE '^SHIM_EXPORT_HOT ' shim/*.c | wc -l)
+[ "$(echo "$hot" | wc -w)" -eq "$marked" ] || crossing+="(names found: $(echo $hot | wc -w), SHIM_EXPORT_HOT definitions: $marked) "
 if [ -n "$hot" ] && [ -z "$crossing" ]; then
     pass "the $(echo "$hot" | wc -w) hot wrappers each lie within one 4 KiB page"
 else
