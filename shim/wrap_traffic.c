@@ -169,7 +169,7 @@ static SHIM_NOINLINE ssize_t recvfrom_tracked(int fd, void *buf, size_t len, int
 }
 
 SHIM_EXPORT_HOT ssize_t recvfrom(int fd, void *buf, size_t len, int flags, struct sockaddr *addr,
-                             socklen_t *addr_len)
+                                 socklen_t *addr_len)
 {
     __typeof__(real.recvfrom) fn = real.recvfrom;
     if (SHIM_LIKELY(fn != NULL && fdtab_get(fd) == NULL))
@@ -187,7 +187,7 @@ static SHIM_NOINLINE ssize_t __recvfrom_chk_tracked(int fd, void *buf, size_t le
 }
 
 SHIM_EXPORT_HOT ssize_t __recvfrom_chk(int fd, void *buf, size_t len, size_t buflen, int flags,
-                                   struct sockaddr *addr, socklen_t *addr_len)
+                                       struct sockaddr *addr, socklen_t *addr_len)
 {
     __typeof__(real.__recvfrom_chk) fn = real.__recvfrom_chk;
     if (SHIM_LIKELY(fn != NULL && fdtab_get(fd) == NULL))
@@ -328,7 +328,7 @@ static SHIM_NOINLINE ssize_t sendto_tracked(int fd, const void *buf, size_t len,
 }
 
 SHIM_EXPORT_HOT ssize_t sendto(int fd, const void *buf, size_t len, int flags,
-                           const struct sockaddr *addr, socklen_t addr_len)
+                               const struct sockaddr *addr, socklen_t addr_len)
 {
     __typeof__(real.sendto) fn = real.sendto;
     if (SHIM_LIKELY(fn != NULL && fdtab_get(fd) == NULL))
