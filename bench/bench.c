@@ -1628,10 +1628,12 @@ int main(int argc, char **argv)
         run_row(W_FILE, BARE, &fd);
     run_row(W_FILE, FLAGGED, &fd);
     run_row(W_FILE, ALL, &fd);
+    run_row(W_FILE, FLOOR_FLAGGED, &fd);
     if (!q)
         run_row(W_PIPE, BARE, &fd);
     run_row(W_PIPE, FLAGGED, &fd);
     run_row(W_PIPE, ALL, &fd);
+    run_row(W_PIPE, FLOOR_FLAGGED, &fd);
 
     if (q) {
         /* bench-quick: no nginx */

@@ -15,6 +15,10 @@
  *   RSTSHIM_EVENTS=all      that, plus one write(2) of a 200-byte line at accept
  *                           and one of a 400-byte line at close, to RSTSHIM_LOG
  *
+ * read() is wrapped too, as a bare jump to the real one: any shim that sees
+ * the bytes a socket's owner read must wrap it, so on the untracked rows
+ * (a pipe, a file) this is the price of interposing read and close at all.
+ *
  * Single-threaded hosts only (srv, an nginx worker): the table is a plain
  * byte array.
  */
@@ -33,6 +37,7 @@
 #define FLOOR_MAX_FD 65536
 
 static int (*real_close)(int);
+static ssize_t (*real_read)(int, void *, size_t);
 static int (*real_accept)(int, struct sockaddr *, socklen_t *);
 static int (*real_accept4)(int, struct sockaddr *, socklen_t *, int);
 static unsigned char accepted[FLOOR_MAX_FD];
@@ -44,6 +49,7 @@ static char accept_line[200], close_line[400];
 static void resolve(void)
 {
     real_close = (int (*)(int))dlsym(RTLD_NEXT, "close");
+    real_read = (ssize_t (*)(int, void *, size_t))dlsym(RTLD_NEXT, "read");
     real_accept = (int (*)(int, struct sockaddr *, socklen_t *))dlsym(RTLD_NEXT, "accept");
     real_accept4 =
         (int (*)(int, struct sockaddr *, socklen_t *, int))dlsym(RTLD_NEXT, "accept4");
@@ -86,6 +92,13 @@ __attribute__((visibility("default"))) int accept4(int fd, struct sockaddr *addr
     if (!real_accept4)
         resolve();
     return after_accept(real_accept4(fd, addr, len, flags));
+}
+
+__attribute__((visibility("default"))) ssize_t read(int fd, void *buf, size_t len)
+{
+    if (!real_read)
+        resolve();
+    return real_read(fd, buf, len);
 }
 
 __attribute__((visibility("default"))) int close(int fd)
